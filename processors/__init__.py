@@ -1,0 +1,1 @@
+"""Pure domain logic: no I/O, no Kafka, no HTTP; shared by Faust agents and Bytewax jobs."""

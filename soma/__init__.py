@@ -1,0 +1,1 @@
+"""SomaStream: the streaming memory and event plane (cross-cutting settings, errors and CLI)."""

@@ -1,0 +1,82 @@
+"""One settings object for every component, read from SOMA_* environment variables."""
+
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from soma.errors import ConfigError
+
+# A secret that ships in the repository: fine on a laptop, refused anywhere else.
+DEV_PLACEHOLDER_SECRET = "dev-insecure-change-me"
+
+
+class Settings(BaseSettings):
+    """Runtime configuration. Every field maps to `SOMA_<NAME>` (upper case)."""
+
+    model_config = SettingsConfigDict(env_prefix="SOMA_", extra="ignore")
+
+    mode: Literal["dev", "prod"] = "dev"
+    namespace: str = "somastream"  # upstream name: memory namespace / universe default
+    base_url: str | None = None  # SomaBrain HTTP API; unset means the Postgres memory backend
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    topic_prefix: str = ""  # isolates a whole topic set (tests, side-by-side stacks)
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    postgres_dsn: str = "postgresql://soma:soma@127.0.0.1:5433/soma"
+
+    # HS256 signing keys by key id; the active kid signs, every listed kid verifies (rotation).
+    jwt_keys: dict[str, str] = Field(default_factory=lambda: {"dev": DEV_PLACEHOLDER_SECRET})
+    jwt_active_kid: str = "dev"
+    jwt_issuer: str = "somastream"
+    jwt_audience: str = "somastream"
+
+    gateway_host: str = "127.0.0.1"
+    gateway_port: int = 8080
+    max_body_bytes: int = 2 * 1024 * 1024
+    max_batch_items: int = 500
+    produce_timeout_s: float = 5.0  # a 2xx waits for the broker ack at most this long
+    health_timeout_s: float = 1.0
+
+    stack_dir: Path = Path("/var/tmp/somastream")
+    # The local KRaft controller listens here; the broker itself uses kafka_bootstrap.
+    kafka_controller_port: int = 9093
+    worker_host: str = "127.0.0.1"
+    worker_base_port: int = 6066
+
+    @field_validator("jwt_keys", mode="before")
+    @classmethod
+    def _parse_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return json.loads(value)
+        return value
+
+    def check_secrets(self) -> None:
+        """Refuse to run outside dev mode with the placeholder secret or no signing key."""
+        if self.jwt_active_kid not in self.jwt_keys:
+            raise ConfigError(
+                f"SOMA_JWT_ACTIVE_KID={self.jwt_active_kid!r} is not a key of SOMA_JWT_KEYS"
+            )
+        if self.mode != "dev":
+            weak = [kid for kid, key in self.jwt_keys.items() if key == DEV_PLACEHOLDER_SECRET]
+            if weak:
+                raise ConfigError(
+                    f"SOMA_MODE={self.mode} refuses the placeholder secret for kid(s) {weak}: "
+                    "set SOMA_JWT_KEYS to real secrets"
+                )
+            short = [kid for kid, key in self.jwt_keys.items() if len(key) < 32]
+            if short:
+                raise ConfigError(f"JWT keys {short} are shorter than 32 characters")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, validated once."""
+    settings = Settings()
+    settings.check_secrets()
+    return settings

@@ -1,0 +1,1 @@
+"""The topic registry, the admin that applies it, and the one producer path every component uses."""
