@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 SEPARATOR = "/"
 
 
-class KeyRule(str, Enum):
+class KeyRule(StrEnum):
     """Which event fields make the record key (DESIGN.md, Topics)."""
 
     TENANT = "tenant"
@@ -36,9 +36,11 @@ def record_key(rule: KeyRule, event: dict[str, object], tenant: str) -> str:
         return tenant
     if rule is KeyRule.ORIGINAL:
         original = event.get("original_key")
-        if not isinstance(original, str) or not original.startswith(tenant + SEPARATOR):
-            if original != tenant:
-                raise KeyError_("a dead letter must carry original_key starting with its tenant")
+        same_tenant = isinstance(original, str) and (
+            original == tenant or original.startswith(tenant + SEPARATOR)
+        )
+        if not same_tenant:
+            raise KeyError_("a dead letter must carry original_key starting with its tenant")
         return str(original)
     field = _FIELD[rule]
     value = event.get(field)

@@ -47,7 +47,9 @@ def up(wait: float = typer.Option(90.0, help="seconds to wait for each process")
         health = "ready" if ready else "NOT READY (see logs)"
         failed |= not ready
         log = settings.stack_dir / "logs" / f"{process.name}.log"
-        typer.echo(f"{process.name:22} {state:16} pid={pid:<7} {health:10} {process.url}  log={log}")
+        typer.echo(
+            f"{process.name:22} {state:16} pid={pid:<7} {health:10} {process.url}  log={log}"
+        )
     if failed:
         raise typer.Exit(1)
 

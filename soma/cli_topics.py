@@ -9,7 +9,9 @@ from topics.admin import apply_topics, high_watermarks
 from topics.errors import BrokerUnavailable
 from topics.registry import TopicRegistry
 
-topics_app = typer.Typer(help="Create, verify and list the registered topics.", no_args_is_help=True)
+topics_app = typer.Typer(
+    help="Create, verify and list the registered topics.", no_args_is_help=True
+)
 
 
 @topics_app.command("apply")
@@ -46,5 +48,7 @@ def list_topics() -> None:
     for spec in registry:
         partitions = marks.get(spec.name)
         total = "missing" if partitions is None else str(sum(partitions.values()))
-        typer.echo(f"{spec.name:34} {spec.partitions:>5} {spec.cleanup_policy:14} "
-                   f"{spec.key_rule.value:24} {spec.schema:20} {total}")
+        typer.echo(
+            f"{spec.name:34} {spec.partitions:>5} {spec.cleanup_policy:14} "
+            f"{spec.key_rule.value:24} {spec.schema:20} {total}"
+        )

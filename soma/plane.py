@@ -27,11 +27,16 @@ def plane_processes(settings: Settings) -> list[PlaneProcess]:
     soma = (sys.executable, "-m", "soma.cli")
     port = settings.worker_base_port
     return [
-        PlaneProcess("gateway", (*soma, "gateway", "serve"),
-                     f"http://{settings.gateway_host}:{settings.gateway_port}/docs"),
-        PlaneProcess("flow-session-counts",
-                     (*soma, "flow", "run", "session-counts", "--port", str(port)),
-                     f"http://{settings.worker_host}:{port}/ready"),
+        PlaneProcess(
+            "gateway",
+            (*soma, "gateway", "serve"),
+            f"http://{settings.gateway_host}:{settings.gateway_port}/docs",
+        ),
+        PlaneProcess(
+            "flow-session-counts",
+            (*soma, "flow", "run", "session-counts", "--port", str(port)),
+            f"http://{settings.worker_host}:{port}/ready",
+        ),
     ]
 
 
@@ -62,8 +67,13 @@ def start(settings: Settings, process: PlaneProcess) -> tuple[int, bool]:
     logs.mkdir(parents=True, exist_ok=True)
     _pidfile(settings, process.name).parent.mkdir(parents=True, exist_ok=True)
     with open(logs / f"{process.name}.log", "ab") as log:
-        child = subprocess.Popen(process.args, stdout=log, stderr=subprocess.STDOUT,
-                                 stdin=subprocess.DEVNULL, start_new_session=True)
+        child = subprocess.Popen(
+            process.args,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
     _pidfile(settings, process.name).write_text(str(child.pid))
     return child.pid, True
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -28,8 +29,9 @@ class ApplyReport:
 
 
 def admin_client(settings: Settings) -> AdminClient:
-    return AdminClient({"bootstrap.servers": settings.kafka_bootstrap,
-                        "socket.connection.setup.timeout.ms": 3000})
+    return AdminClient(
+        {"bootstrap.servers": settings.kafka_bootstrap, "socket.connection.setup.timeout.ms": 3000}
+    )
 
 
 def _existing_partitions(admin: AdminClient, timeout_s: float) -> dict[str, int]:
@@ -40,8 +42,9 @@ def _existing_partitions(admin: AdminClient, timeout_s: float) -> dict[str, int]
     return {name: len(t.partitions) for name, t in metadata.topics.items() if not t.error}
 
 
-def apply_topics(settings: Settings, specs: Iterable[TopicSpec],
-                 timeout_s: float = 15.0) -> ApplyReport:
+def apply_topics(
+    settings: Settings, specs: Iterable[TopicSpec], timeout_s: float = 15.0
+) -> ApplyReport:
     """Create missing topics with their configs; report partition/config drift of existing ones.
 
     Drift is reported, not fixed: shrinking partitions is impossible and changing cleanup or
@@ -71,8 +74,13 @@ def apply_topics(settings: Settings, specs: Iterable[TopicSpec],
     return report
 
 
-def _check_drift(admin: AdminClient, specs: list[TopicSpec], partitions: dict[str, int],
-                 report: ApplyReport, timeout_s: float) -> None:
+def _check_drift(
+    admin: AdminClient,
+    specs: list[TopicSpec],
+    partitions: dict[str, int],
+    report: ApplyReport,
+    timeout_s: float,
+) -> None:
     resources = [ConfigResource(ConfigResource.Type.TOPIC, s.name) for s in specs]
     described = admin.describe_configs(resources, request_timeout=timeout_s)
     by_name = {s.name: s for s in specs}
@@ -92,13 +100,19 @@ def _check_drift(admin: AdminClient, specs: list[TopicSpec], partitions: dict[st
             report.unchanged.append(spec.name)
 
 
-def high_watermarks(settings: Settings, topics: Iterable[str],
-                    timeout_s: float = 10.0) -> dict[str, dict[int, int]]:
+def high_watermarks(
+    settings: Settings, topics: Iterable[str], timeout_s: float = 10.0
+) -> dict[str, dict[int, int]]:
     """Per-partition high watermarks (next offset) of each topic that exists."""
     from confluent_kafka import Consumer  # a metadata-only consumer; it joins no group
 
-    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap,
-                         "group.id": "soma-watermarks", "enable.auto.commit": False})
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": "soma-watermarks",
+            "enable.auto.commit": False,
+        }
+    )
     try:
         metadata = consumer.list_topics(timeout=timeout_s)
         result: dict[str, dict[int, int]] = {}
@@ -122,7 +136,5 @@ def delete_topics(settings: Settings, names: Iterable[str], timeout_s: float = 1
     if not names:
         return
     for future in admin.delete_topics(names, request_timeout=timeout_s).values():
-        try:
+        with contextlib.suppress(KafkaException):  # already gone is fine for clean-up
             future.result(timeout=timeout_s)
-        except KafkaException:
-            pass  # already gone is fine for clean-up

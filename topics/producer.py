@@ -69,8 +69,9 @@ def _delivery_error(err: KafkaError) -> Exception:
 class EventProducer:
     """Thread-backed confluent-kafka producer with asyncio delivery futures."""
 
-    def __init__(self, settings: Settings, registry: TopicRegistry | None = None,
-                 **config_overrides: Any) -> None:
+    def __init__(
+        self, settings: Settings, registry: TopicRegistry | None = None, **config_overrides: Any
+    ) -> None:
         self.settings = settings
         self.registry = registry or TopicRegistry(settings.topic_prefix)
         self._producer = Producer(producer_config(settings, **config_overrides))
@@ -87,8 +88,9 @@ class EventProducer:
         (delivery,) = await self.send_many(topic, [event], ctx)
         return delivery
 
-    async def send_many(self, topic: str, events: Sequence[Mapping[str, Any]],
-                        ctx: RecordContext) -> list[Delivery]:
+    async def send_many(
+        self, topic: str, events: Sequence[Mapping[str, Any]], ctx: RecordContext
+    ) -> list[Delivery]:
         """Validate every event first (all or nothing at the contract), then send and await acks.
 
         A record that fails delivery raises; the others may still have been stored, which is
@@ -108,20 +110,34 @@ class EventProducer:
                 raise result
         return [r for r in results if isinstance(r, Delivery)]
 
-    def _enqueue(self, loop: asyncio.AbstractEventLoop,
-                 record: OutgoingRecord) -> asyncio.Future[Delivery]:
+    def _enqueue(
+        self, loop: asyncio.AbstractEventLoop, record: OutgoingRecord
+    ) -> asyncio.Future[Delivery]:
         future: asyncio.Future[Delivery] = loop.create_future()
 
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
             if err is not None:
                 loop.call_soon_threadsafe(_settle, future, None, _delivery_error(err))
             else:
-                delivery = Delivery(msg.topic(), msg.partition(), msg.offset(), record.key)
+                partition, offset = msg.partition(), msg.offset()
+                delivery = Delivery(
+                    msg.topic() or record.topic,
+                    -1 if partition is None else partition,
+                    -1 if offset is None else offset,
+                    record.key,
+                )
                 loop.call_soon_threadsafe(_settle, future, delivery, None)
 
+        # librdkafka's stub types headers values as str | bytes | None; ours are all bytes.
+        headers: list[tuple[str, str | bytes | None]] = list(record.headers)
         try:
-            self._producer.produce(record.topic, record.value, record.key.encode(),
-                                   headers=record.headers, on_delivery=on_delivery)
+            self._producer.produce(
+                record.topic,
+                record.value,
+                record.key.encode(),
+                headers=headers,
+                on_delivery=on_delivery,
+            )
         except BufferError:
             future.set_exception(ProducerQueueFull("producer queue is full; retry shortly"))
         except KafkaException as exc:
@@ -130,8 +146,8 @@ class EventProducer:
 
     def produce_nowait(self, record: OutgoingRecord) -> None:
         """Fire-and-track send for synchronous callers; pair with `flush`."""
-        self._producer.produce(record.topic, record.value, record.key.encode(),
-                               headers=record.headers)
+        headers: list[tuple[str, str | bytes | None]] = list(record.headers)
+        self._producer.produce(record.topic, record.value, record.key.encode(), headers=headers)
 
     def flush(self, timeout_s: float = 30.0) -> int:
         """Wait for outstanding records; returns how many are still unacknowledged."""
@@ -143,8 +159,9 @@ class EventProducer:
         self._poller.join(timeout=2)
 
 
-def _settle(future: asyncio.Future[Delivery], value: Delivery | None,
-            error: Exception | None) -> None:
+def _settle(
+    future: asyncio.Future[Delivery], value: Delivery | None, error: Exception | None
+) -> None:
     if future.done():
         return
     if error is not None:

@@ -49,7 +49,8 @@ def build_record(spec: TopicSpec, event: Mapping[str, Any], ctx: RecordContext) 
             schema_id=spec.schema,
             field="/tenant",
             rule="tenant",
-            message=f"field '/tenant': must equal the sender's tenant {ctx.tenant!r} (rule: tenant)",
+            message=f"field '/tenant': must equal the sender's tenant {ctx.tenant!r} "
+            "(rule: tenant)",
         )
     try:
         key = record_key(spec.key_rule, dict(event), ctx.tenant)

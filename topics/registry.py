@@ -35,50 +35,138 @@ class TopicSpec:
         return replace(self, name=f"{prefix}{self.name}", dlq=dlq)
 
 
-def _source(name: str, key: KeyRule, schema: str, *, public: bool, description: str,
-            partitions: int = 6, retention_ms: int = 7 * DAY_MS,
-            cleanup_policy: str = "delete") -> TopicSpec:
-    return TopicSpec(name=name, partitions=partitions, key_rule=key, schema=schema,
-                     cleanup_policy=cleanup_policy, retention_ms=retention_ms,
-                     dlq=f"{name}.dlq", public=public, description=description)
+def _source(
+    name: str,
+    key: KeyRule,
+    schema: str,
+    *,
+    public: bool,
+    description: str,
+    partitions: int = 6,
+    retention_ms: int = 7 * DAY_MS,
+    cleanup_policy: str = "delete",
+) -> TopicSpec:
+    return TopicSpec(
+        name=name,
+        partitions=partitions,
+        key_rule=key,
+        schema=schema,
+        cleanup_policy=cleanup_policy,
+        retention_ms=retention_ms,
+        dlq=f"{name}.dlq",
+        public=public,
+        description=description,
+    )
 
 
 SOURCE_TOPICS: tuple[TopicSpec, ...] = (
-    _source("conversation.inbound", KeyRule.TENANT_SESSION, "conversation_event", public=True,
-            description="user messages entering the platform"),
-    _source("conversation.outbound", KeyRule.TENANT_SESSION, "conversation_event", public=True,
-            description="assistant messages leaving the platform"),
-    _source("tool.requests", KeyRule.TENANT_SESSION, "tool_request", public=True,
-            description="tool calls requested by agents"),
-    _source("tool.results", KeyRule.TENANT_SESSION, "tool_result", public=True,
-            description="tool call results (remembered too)"),
-    _source("memory.requests", KeyRule.TENANT_SESSION, "memory_write", public=False,
-            description="explicit memory writes from /v1/memory/*"),
-    _source("memory.outbox", KeyRule.TENANT_IDEMPOTENCY, "outbox_item", public=False,
-            description="writes that could not reach the memory service yet"),
-    _source("memory.wal", KeyRule.TENANT_IDEMPOTENCY, "memory_wal", public=False,
-            cleanup_policy="compact,delete", retention_ms=30 * DAY_MS,
-            description="one record per write the memory service acknowledged"),
-    _source("agent.audit.v1", KeyRule.TENANT, "agent_audit", public=False,
-            retention_ms=365 * DAY_MS, description="audit events of decisions and admin actions"),
-    _source("agent.runs.v1", KeyRule.TENANT_RUN, "agent_run", public=True,
-            description="agent run lifecycle"),
-    _source("agent.steps.v1", KeyRule.TENANT_RUN, "agent_step", public=True,
-            description="steps inside an agent run"),
-    _source("agent.tools.v1", KeyRule.TENANT_RUN, "agent_tool", public=True,
-            description="tool invocations inside an agent run"),
-    _source("agent.benchmarks.v1", KeyRule.TENANT_RUN, "agent_benchmark", public=True,
-            description="benchmark results of agent runs"),
-    _source("analytics.session_counts", KeyRule.TENANT, "tenant_event_count", public=False,
-            description="per-tenant event counts written by bounded Bytewax jobs"),
+    _source(
+        "conversation.inbound",
+        KeyRule.TENANT_SESSION,
+        "conversation_event",
+        public=True,
+        description="user messages entering the platform",
+    ),
+    _source(
+        "conversation.outbound",
+        KeyRule.TENANT_SESSION,
+        "conversation_event",
+        public=True,
+        description="assistant messages leaving the platform",
+    ),
+    _source(
+        "tool.requests",
+        KeyRule.TENANT_SESSION,
+        "tool_request",
+        public=True,
+        description="tool calls requested by agents",
+    ),
+    _source(
+        "tool.results",
+        KeyRule.TENANT_SESSION,
+        "tool_result",
+        public=True,
+        description="tool call results (remembered too)",
+    ),
+    _source(
+        "memory.requests",
+        KeyRule.TENANT_SESSION,
+        "memory_write",
+        public=False,
+        description="explicit memory writes from /v1/memory/*",
+    ),
+    _source(
+        "memory.outbox",
+        KeyRule.TENANT_IDEMPOTENCY,
+        "outbox_item",
+        public=False,
+        description="writes that could not reach the memory service yet",
+    ),
+    _source(
+        "memory.wal",
+        KeyRule.TENANT_IDEMPOTENCY,
+        "memory_wal",
+        public=False,
+        cleanup_policy="compact,delete",
+        retention_ms=30 * DAY_MS,
+        description="one record per write the memory service acknowledged",
+    ),
+    _source(
+        "agent.audit.v1",
+        KeyRule.TENANT,
+        "agent_audit",
+        public=False,
+        retention_ms=365 * DAY_MS,
+        description="audit events of decisions and admin actions",
+    ),
+    _source(
+        "agent.runs.v1",
+        KeyRule.TENANT_RUN,
+        "agent_run",
+        public=True,
+        description="agent run lifecycle",
+    ),
+    _source(
+        "agent.steps.v1",
+        KeyRule.TENANT_RUN,
+        "agent_step",
+        public=True,
+        description="steps inside an agent run",
+    ),
+    _source(
+        "agent.tools.v1",
+        KeyRule.TENANT_RUN,
+        "agent_tool",
+        public=True,
+        description="tool invocations inside an agent run",
+    ),
+    _source(
+        "agent.benchmarks.v1",
+        KeyRule.TENANT_RUN,
+        "agent_benchmark",
+        public=True,
+        description="benchmark results of agent runs",
+    ),
+    _source(
+        "analytics.session_counts",
+        KeyRule.TENANT,
+        "tenant_event_count",
+        public=False,
+        description="per-tenant event counts written by bounded Bytewax jobs",
+    ),
 )
 
 
 def _dlq(source: TopicSpec) -> TopicSpec:
     assert source.dlq is not None
-    return TopicSpec(name=source.dlq, partitions=3, key_rule=KeyRule.ORIGINAL,
-                     schema="dlq_envelope", retention_ms=30 * DAY_MS,
-                     description=f"dead letters of {source.name}")
+    return TopicSpec(
+        name=source.dlq,
+        partitions=3,
+        key_rule=KeyRule.ORIGINAL,
+        schema="dlq_envelope",
+        retention_ms=30 * DAY_MS,
+        description=f"dead letters of {source.name}",
+    )
 
 
 DLQ_TOPICS: tuple[TopicSpec, ...] = tuple(_dlq(t) for t in SOURCE_TOPICS)

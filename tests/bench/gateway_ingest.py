@@ -50,8 +50,19 @@ def _event(tenant: str, i: int) -> dict[str, object]:
 def _gateway(settings_env: dict[str, str]) -> Iterator[str]:
     env = {**os.environ, **settings_env}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "gateway.app:create_app", "--factory",
-         "--host", "127.0.0.1", "--port", str(PORT), "--log-level", "warning"],
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "gateway.app:create_app",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(PORT),
+            "--log-level",
+            "warning",
+        ],
         env=env,
     )
     base = f"http://127.0.0.1:{PORT}"
@@ -73,9 +84,16 @@ def _gateway(settings_env: dict[str, str]) -> Iterator[str]:
 
 def bench_raw(settings: Settings, topic: str, batches: list[list[dict[str, object]]]) -> float:
     """Events/s of a plain confluent-kafka loop: serialize, key, produce, flush per batch."""
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap,
-                         "partitioner": "murmur2_random", "enable.idempotence": True,
-                         "acks": "all", "linger.ms": 2, "compression.type": "lz4"})
+    producer = Producer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "partitioner": "murmur2_random",
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 2,
+            "compression.type": "lz4",
+        }
+    )
     start = time.perf_counter()
     for batch in batches:
         for event in batch:
@@ -113,8 +131,9 @@ def bench_latency(base: str, token: str) -> tuple[float, float, int]:
                 time.sleep(next_at - now)
             next_at += interval
             start = time.perf_counter()
-            response = client.post("/v1/session/message",
-                                   json={"session_id": f"lat{i % 11}", "message": f"ping {i}"})
+            response = client.post(
+                "/v1/session/message", json={"session_id": f"lat{i % 11}", "message": f"ping {i}"}
+            )
             response.raise_for_status()
             samples.append((time.perf_counter() - start) * 1000)
     quantiles = statistics.quantiles(samples, n=100)
@@ -146,8 +165,10 @@ def main() -> None:
     print(f"raw confluent-kafka produce:     {raw_rate:12,.0f} events/s")
     print(f"gateway batch ingest (validated):{gateway_rate:12,.0f} events/s")
     print(f"ratio gateway/raw:               {gateway_rate / raw_rate:12.3f}")
-    print(f"single request latency @ {LATENCY_RATE_PER_S:.0f} req/s over {n} requests: "
-          f"p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    print(
+        f"single request latency @ {LATENCY_RATE_PER_S:.0f} req/s over {n} requests: "
+        f"p50 {p50:.1f} ms, p99 {p99:.1f} ms"
+    )
 
 
 if __name__ == "__main__":

@@ -7,15 +7,24 @@ from soma.settings import DEV_PLACEHOLDER_SECRET, Settings
 from topics.registry import ALL_TOPICS, TopicRegistry, UnknownTopic
 
 DESIGN_TOPICS = {
-    "conversation.inbound", "conversation.outbound", "tool.requests", "tool.results",
-    "memory.requests", "memory.outbox", "memory.wal", "agent.audit.v1", "agent.runs.v1",
-    "agent.steps.v1", "agent.tools.v1", "agent.benchmarks.v1",
+    "conversation.inbound",
+    "conversation.outbound",
+    "tool.requests",
+    "tool.results",
+    "memory.requests",
+    "memory.outbox",
+    "memory.wal",
+    "agent.audit.v1",
+    "agent.runs.v1",
+    "agent.steps.v1",
+    "agent.tools.v1",
+    "agent.benchmarks.v1",
 }
 
 
 def test_every_design_topic_is_registered_with_its_dlq() -> None:
     names = {spec.name for spec in ALL_TOPICS}
-    assert DESIGN_TOPICS <= names
+    assert names >= DESIGN_TOPICS
     for name in DESIGN_TOPICS:
         assert f"{name}.dlq" in names
 

@@ -1,0 +1,1 @@
+"""Helpers shared by integration, e2e, fault tests and benchmarks: real processes, waiting."""
