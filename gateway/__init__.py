@@ -1,0 +1,1 @@
+"""The FastAPI edge: authenticated, validated produce; state queries; health and metrics."""

@@ -1,0 +1,60 @@
+"""The FastAPI application: one producer, one Redis client and one admin client per process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from redis.asyncio import Redis
+
+from gateway.errors import install_error_handlers
+from gateway.middleware import BodyLimitMiddleware, MetricsMiddleware, RequestContextMiddleware
+from gateway.routes import admin, events, health, memory, session
+from gateway.routes import state as state_routes
+from soma.settings import Settings, get_settings
+from topics.admin import admin_client
+from topics.producer import EventProducer
+from topics.registry import TopicRegistry
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """A gateway bound to `settings` (the process-wide settings when None)."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Refuse to serve with a placeholder secret outside dev, before accepting any request.
+        settings.check_secrets()
+        app.state.producer = EventProducer(settings, app.state.registry)
+        app.state.kafka_admin = admin_client(settings)
+        app.state.redis = Redis.from_url(
+            settings.redis_url,
+            socket_connect_timeout=settings.health_timeout_s,
+            socket_timeout=settings.health_timeout_s,
+        )
+        try:
+            yield
+        finally:
+            # Flush what is in flight so accepted requests' records are not dropped on shutdown.
+            app.state.producer.close(settings.produce_timeout_s)
+            await app.state.redis.aclose()
+
+    app = FastAPI(
+        title="SomaStream gateway",
+        summary="Produce validated events, query stream state, operate the plane.",
+        version="0.1.0",
+        lifespan=lifespan,
+        docs_url="/docs",
+    )
+    app.state.settings = settings
+    app.state.registry = TopicRegistry(settings.topic_prefix)
+    install_error_handlers(app)
+    # Added innermost first: metrics see every request (413s included), the request context
+    # wraps the body limit so its 413 carries the request id.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware)
+    app.add_middleware(MetricsMiddleware)
+    for module in (session, memory, events, state_routes, admin, health):
+        app.include_router(module.router)
+    return app

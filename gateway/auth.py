@@ -1,0 +1,135 @@
+"""Bearer JWT authentication (HS256, keys by `kid`); the tenant comes from the token only."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from fastapi import Request
+
+from gateway.errors import Forbidden, Unauthorized
+from soma.settings import Settings
+
+_ALGORITHM = "HS256"
+# The same rule as the `tenant` schema: it is the first part of every record key.
+_TENANT = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+ADMIN_ROLE = "admin"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the token's subject, tenant and roles."""
+
+    subject: str
+    tenant: str
+    roles: frozenset[str]
+
+
+def issue_token(
+    settings: Settings,
+    tenant: str,
+    subject: str = "dev",
+    roles: Iterable[str] = (),
+    ttl_s: int = 3600,
+    kid: str | None = None,
+) -> str:
+    """A token for `tenant`, signed with the active kid unless another listed kid is named."""
+    kid = kid or settings.jwt_active_kid
+    if kid not in settings.jwt_keys:
+        raise ValueError(f"kid {kid!r} is not a key of SOMA_JWT_KEYS")
+    if not _TENANT.fullmatch(tenant):
+        raise ValueError(f"tenant {tenant!r} must match {_TENANT.pattern}")
+    now = int(time.time())
+    claims = {
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "sub": subject,
+        "tenant": tenant,
+        "roles": sorted(set(roles)),
+        "iat": now,
+        "nbf": now,
+        "exp": now + ttl_s,
+        "jti": uuid.uuid4().hex,
+    }
+    return jwt.encode(claims, settings.jwt_keys[kid], algorithm=_ALGORITHM, headers={"kid": kid})
+
+
+def verify_token(settings: Settings, token: str) -> Principal:
+    """The principal of a valid token; raises Unauthorized saying why a token is refused."""
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError:
+        raise Unauthorized("malformed bearer token") from None
+    kid = header.get("kid")
+    # Every listed kid verifies, so a key can be rotated in before it signs and kept until the
+    # last token it signed has expired; an unlisted kid is a retired or forged key.
+    if not isinstance(kid, str) or kid not in settings.jwt_keys:
+        raise Unauthorized("token signed with an unknown key id (kid)")
+    if header.get("alg") != _ALGORITHM:
+        raise Unauthorized(f"token algorithm must be {_ALGORITHM}")
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            settings.jwt_keys[kid],
+            algorithms=[_ALGORITHM],
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+            options={"require": ["exp", "iss", "aud", "sub", "tenant"]},
+        )
+    except jwt.ExpiredSignatureError:
+        raise Unauthorized("token expired") from None
+    except jwt.InvalidTokenError as exc:
+        raise Unauthorized(f"invalid token: {exc}") from None
+    return _principal(claims)
+
+
+def _principal(claims: dict[str, Any]) -> Principal:
+    tenant, subject, roles = claims["tenant"], claims["sub"], claims.get("roles", [])
+    if not isinstance(tenant, str) or not _TENANT.fullmatch(tenant):
+        raise Unauthorized(f"token claim 'tenant' must match {_TENANT.pattern}")
+    if not isinstance(subject, str) or not subject:
+        raise Unauthorized("token claim 'sub' must be a non-empty string")
+    if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+        raise Unauthorized("token claim 'roles' must be a list of strings")
+    return Principal(subject=subject, tenant=tenant, roles=frozenset(roles))
+
+
+def _bearer(request: Request) -> str:
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("missing bearer token (Authorization: Bearer <jwt>)")
+    return token.strip()
+
+
+def _authenticate(request: Request) -> Principal:
+    settings: Settings = request.app.state.settings
+    principal = verify_token(settings, _bearer(request))
+    request.state.principal = principal
+    return principal
+
+
+# The dependencies are async on purpose: FastAPI runs sync dependencies in a worker thread,
+# a hop per request that HMAC verification (microseconds, no I/O) does not need.
+async def require_principal(request: Request) -> Principal:
+    """FastAPI dependency: the authenticated caller, or 401."""
+    return _authenticate(request)
+
+
+def require_role(role: str) -> Callable[[Request], Awaitable[Principal]]:
+    """FastAPI dependency factory: the caller, who must hold `role` (else 403)."""
+
+    async def dependency(request: Request) -> Principal:
+        principal = _authenticate(request)
+        if role not in principal.roles:
+            raise Forbidden(f"this endpoint needs the {role!r} role")
+        return principal
+
+    return dependency
+
+
+require_admin = require_role(ADMIN_ROLE)

@@ -1,0 +1,25 @@
+"""GET /healthz (dependency fan-out) and GET /metrics (Prometheus); unauthenticated, for probes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+from gateway.health import Status, check_health
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz", summary="Health of the gateway's dependencies")
+async def healthz(request: Request) -> JSONResponse:
+    """200 when ok or degraded (still serving), 503 when down (take it out of rotation)."""
+    state = request.app.state
+    report = await check_health(state.settings, state.kafka_admin, state.redis)
+    code = 503 if report.status is Status.DOWN else 200
+    return JSONResponse(report.as_dict(), status_code=code)
+
+
+@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+async def metrics() -> Response:
+    return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
