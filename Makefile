@@ -57,7 +57,7 @@ typecheck: install ## mypy over every package
 	$(BIN)/mypy
 
 docs: install ## Build the mkdocs site strictly
-	$(BIN)/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 test-unit: install ## Unit tests only (no servers needed)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)

@@ -52,7 +52,7 @@ def require_binary(name: str, install_hint: str) -> str:
 
 
 def require_java() -> str:
-    """Kafka 3.9 runs on Java 11 or newer; we test on 17."""
+    """Kafka 4.x brokers need Java 17 or newer."""
     return require_binary("java", "`apt-get install -y openjdk-17-jre-headless`")
 
 

@@ -152,7 +152,7 @@ def _java_command(paths: KafkaPaths) -> list[str]:
         "-XX:+UseG1GC",
         "-XX:MaxGCPauseMillis=20",
         "-Djava.awt.headless=true",
-        f"-Dlog4j.configuration=file:{paths.log4j_properties}",
+        f"-Dlog4j2.configurationFile={paths.log4j_properties}",
         f"-Dkafka.logs.dir={paths.log.parent}",
         "-cp",
         paths.classpath(),

@@ -16,7 +16,7 @@ from soma.settings import Settings
 
 log = logging.getLogger(__name__)
 
-KAFKA_VERSION = "3.9.1"  # must match infra/kafka/pom.xml
+KAFKA_VERSION = "4.1.1"  # must match infra/kafka/pom.xml
 POM = Path(__file__).resolve().parent.parent / "kafka" / "pom.xml"
 NODE_ID = 1  # single combined broker+controller node
 
@@ -43,7 +43,7 @@ class KafkaPaths:
             home=home,
             data=home / "data",
             server_properties=home / "server.properties",
-            log4j_properties=home / "log4j.properties",
+            log4j_properties=home / "log4j2.properties",
             pidfile=home / "kafka.pid",
             log=logs / "kafka.log",
             console_log=logs / "kafka.out",
@@ -73,7 +73,7 @@ def install_kafka(paths: KafkaPaths) -> None:
 
 
 def write_kafka_config(settings: Settings, paths: KafkaPaths) -> None:
-    """Generate server.properties and log4j.properties from settings, on every start."""
+    """Generate server.properties and log4j2.properties from settings, on every start."""
     broker = parse_address(settings.kafka_bootstrap, 9092)
     controller = f"{broker.host}:{settings.kafka_controller_port}"
     paths.home.mkdir(parents=True, exist_ok=True)
@@ -100,16 +100,26 @@ def write_kafka_config(settings: Settings, paths: KafkaPaths) -> None:
         "auto.create.topics.enable": "false",
     }
     paths.server_properties.write_text(_properties(server))
+    # log4j2 properties format (Kafka 4.x); a log4j 1 file would be ignored silently.
     log4j = {
-        "log4j.rootLogger": "INFO, file",
-        "log4j.appender.file": "org.apache.log4j.RollingFileAppender",
-        "log4j.appender.file.File": paths.log,
-        "log4j.appender.file.MaxFileSize": "50MB",
-        "log4j.appender.file.MaxBackupIndex": 3,
-        "log4j.appender.file.layout": "org.apache.log4j.PatternLayout",
-        "log4j.appender.file.layout.ConversionPattern": "[%d] %p %m (%c)%n",
-        "log4j.logger.kafka.request.logger": "WARN",
-        "log4j.logger.org.apache.kafka.clients.NetworkClient": "WARN",
+        "status": "warn",
+        "appender.file.type": "RollingFile",
+        "appender.file.name": "FILE",
+        "appender.file.fileName": paths.log,
+        "appender.file.filePattern": f"{paths.log}.%i",
+        "appender.file.layout.type": "PatternLayout",
+        "appender.file.layout.pattern": "[%d] %p %m (%c)%n",
+        "appender.file.policies.type": "Policies",
+        "appender.file.policies.size.type": "SizeBasedTriggeringPolicy",
+        "appender.file.policies.size.size": "50MB",
+        "appender.file.strategy.type": "DefaultRolloverStrategy",
+        "appender.file.strategy.max": 3,
+        "rootLogger.level": "INFO",
+        "rootLogger.appenderRef.file.ref": "FILE",
+        "logger.req.name": "kafka.request.logger",
+        "logger.req.level": "WARN",
+        "logger.nc.name": "org.apache.kafka.clients.NetworkClient",
+        "logger.nc.level": "WARN",
     }
     paths.log4j_properties.write_text(_properties(log4j))
 
@@ -122,7 +132,7 @@ def format_storage(paths: KafkaPaths) -> None:
     cluster_id = _random_cluster_id()
     log.info("kafka: formatting %s with cluster id %s", paths.data, cluster_id)
     run(
-        [java, f"-Dlog4j.configuration=file:{paths.log4j_properties}", "-cp", paths.classpath(),
+        [java, f"-Dlog4j2.configurationFile={paths.log4j_properties}", "-cp", paths.classpath(),
          "kafka.tools.StorageTool", "format", "--ignore-formatted",
          "-t", cluster_id, "-c", str(paths.server_properties)],
         "kafka storage format",

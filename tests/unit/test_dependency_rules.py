@@ -8,8 +8,22 @@ import pytest
 ROOT = Path(__file__).parents[2]
 
 FORBIDDEN = {
-    "processors": {"flows", "state", "gateway", "topics", "confluent_kafka", "aiokafka", "faust",
-                   "bytewax", "redis", "httpx", "psycopg", "fastapi", "requests", "asyncpg"},
+    "processors": {
+        "flows",
+        "state",
+        "gateway",
+        "topics",
+        "confluent_kafka",
+        "aiokafka",
+        "faust",
+        "bytewax",
+        "redis",
+        "httpx",
+        "psycopg",
+        "fastapi",
+        "requests",
+        "asyncpg",
+    },
     "gateway": {"flows"},
     "flows": {"gateway"},
     "state": {"gateway", "fastapi", "flows"},

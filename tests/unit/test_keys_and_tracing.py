@@ -43,8 +43,14 @@ def test_traceparent_round_trip_and_child_keeps_trace() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    [None, "", "garbage", "00-" + "0" * 32 + "-" + "1" * 16 + "-01",
-     "ff-" + "a" * 32 + "-" + "b" * 16 + "-01", "00-" + "a" * 31 + "-" + "b" * 16 + "-01"],
+    [
+        None,
+        "",
+        "garbage",
+        "00-" + "0" * 32 + "-" + "1" * 16 + "-01",
+        "ff-" + "a" * 32 + "-" + "b" * 16 + "-01",
+        "00-" + "a" * 31 + "-" + "b" * 16 + "-01",
+    ],
 )
 def test_malformed_traceparent_is_ignored(value: str | None) -> None:
     assert parse_traceparent(value) is None
