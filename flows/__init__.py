@@ -1,0 +1,1 @@
+"""Stream flows: Faust agents for always-on flows, Bytewax dataflows for bounded jobs."""

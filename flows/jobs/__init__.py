@@ -1,0 +1,1 @@
+"""Bounded Bytewax jobs: each reads a fixed offset range and ends."""

@@ -1,0 +1,1 @@
+"""State stores and the read API the gateway uses to query them."""

@@ -1,0 +1,56 @@
+"""Fixtures of the fault tests: a fresh topic set and consumer group, and flow workers to kill."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from flows.testing import (
+    WorkerProcess,
+    create_topics,
+    delete_test_topics,
+    free_port,
+    isolated_settings,
+)
+from soma.settings import Settings
+
+
+@pytest.fixture
+def flow_stack(tmp_path: Path) -> Iterator[tuple[Settings, str]]:
+    """(settings with a fresh topic prefix, a fresh app id / consumer group)."""
+    settings = isolated_settings(stack_dir=tmp_path)
+    app_id = f"fault-{uuid.uuid4().hex[:10]}"
+    create_topics(settings, ("conversation.inbound",))
+    yield settings, app_id
+    delete_test_topics(settings, app_id)
+
+
+@pytest.fixture
+def flow_worker_factory(
+    flow_stack: tuple[Settings, str], tmp_path: Path
+) -> Iterator[Callable[..., WorkerProcess]]:
+    """Start workers of the test's group: `make(data_dir_name, failpoint=...)`; stopped after."""
+    settings, app_id = flow_stack
+    started: list[WorkerProcess] = []
+
+    def make(
+        data_dir: str, name: str = "session-counts", failpoint: str | None = None
+    ) -> WorkerProcess:
+        worker = WorkerProcess(
+            name,
+            settings,
+            app_id,
+            free_port(),
+            tmp_path / data_dir,
+            tmp_path / f"{data_dir}.log",
+            failpoint=failpoint,
+        )
+        started.append(worker.start())
+        return worker
+
+    yield make
+    for worker in started:
+        worker.stop()
