@@ -23,7 +23,8 @@ def prepare_worker(
     settings = settings or get_settings()
     flow = load_flow(name)
     spec = WorkerSpec(
-        app_id=app_id or flow.DEFAULT_APP_ID,
+        # A topic prefix isolates a whole stack, so it isolates its consumer groups too.
+        app_id=app_id or f"{settings.topic_prefix}{flow.DEFAULT_APP_ID}",
         host=settings.worker_host,
         port=port or settings.worker_base_port,
         data_dir=data_dir,

@@ -19,15 +19,19 @@ HTTP_TIMEOUT_S = 1.0
 
 
 async def read_session_count(
-    settings: Settings, tenant: str, session_id: str, *, app_id: str = "soma-session-counts"
+    settings: Settings, tenant: str, session_id: str, *, app_id: str | None = None
 ) -> dict[str, Any]:
     """Events counted so far for one session, answered by the worker that owns its partition.
+
+    `app_id` defaults to the flow's group under the settings' topic prefix (as `soma flow run`).
 
     Returns {"tenant", "session_id", "count", "partition", "owner" (the worker URL), "offset"};
     a session never seen counts 0. Raises StateUnavailable (retry later) when no worker owns
     the partition, the group is rebalancing, or the owner is restoring or unreachable; raises
     processors.keys.KeyError_ (a ValueError) for a tenant or session id that cannot form a key.
     """
+    # Same default as flows/session_counts.DEFAULT_APP_ID (state/ may not import flows/).
+    app_id = app_id or f"{settings.topic_prefix}soma-session-counts"
     key = record_key(KeyRule.TENANT_SESSION, {"session_id": session_id}, tenant)
     topic = TopicRegistry(settings.topic_prefix).get(SOURCE).name
     locator = locator_for(settings)
