@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from infra.stack import kafka_running, start_kafka, status, stop_kafka, up
 from infra.stack.kafka import broker_address, kafka_pid
+from infra.stack.kafka_install import KAFKA_VERSION
 from infra.stack.ports import port_open
 from infra.stack.process import wait_until
 from soma.cli_stack import stack_app
@@ -54,7 +55,7 @@ def test_status_reports_all_three_running(settings: Settings) -> None:
         assert service.state == "running", service.line()
         assert service.pid is not None and service.pid > 0
         assert service.data_dir.is_dir()
-    assert "version=3.9.1" in statuses["kafka"].detail
+    assert f"version={KAFKA_VERSION}" in statuses["kafka"].detail
     assert "topics=" in statuses["kafka"].detail
 
 
