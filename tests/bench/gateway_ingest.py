@@ -8,12 +8,8 @@ from __future__ import annotations
 
 import os
 import statistics
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 
 import httpx
@@ -22,6 +18,7 @@ from confluent_kafka import Producer
 
 from gateway.auth import issue_token
 from soma.settings import Settings
+from tests.support.processes import running_gateway
 from topics.admin import apply_topics, delete_topics
 from topics.registry import TopicRegistry
 
@@ -29,7 +26,6 @@ BATCH = 500
 BATCHES = int(os.environ.get("BENCH_BATCHES", "40"))
 LATENCY_RATE_PER_S = float(os.environ.get("BENCH_RATE", "50"))
 LATENCY_SECONDS = float(os.environ.get("BENCH_SECONDS", "10"))
-PORT = int(os.environ.get("BENCH_PORT", "18080"))
 
 
 def _event(tenant: str, i: int) -> dict[str, object]:
@@ -44,42 +40,6 @@ def _event(tenant: str, i: int) -> dict[str, object]:
         "type": "user",
         "version": "sa01-v1",
     }
-
-
-@contextmanager
-def _gateway(settings_env: dict[str, str]) -> Iterator[str]:
-    env = {**os.environ, **settings_env}
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "gateway.app:create_app",
-            "--factory",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(PORT),
-            "--log-level",
-            "warning",
-        ],
-        env=env,
-    )
-    base = f"http://127.0.0.1:{PORT}"
-    try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{base}/docs", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        else:
-            raise RuntimeError("gateway did not start")
-        yield base
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
 
 
 def bench_raw(settings: Settings, topic: str, batches: list[list[dict[str, object]]]) -> float:
@@ -154,7 +114,7 @@ def main() -> None:
         bench_raw(settings, raw_topic, batches[:2])  # warm-up: connections and metadata
         raw_rate = bench_raw(settings, raw_topic, batches)
         token = issue_token(settings, tenant=tenant, subject="bench")
-        with _gateway({"SOMA_TOPIC_PREFIX": prefix}) as base:
+        with running_gateway({"SOMA_TOPIC_PREFIX": prefix}) as base:
             bench_gateway(base, token, batches[:2])
             gateway_rate = bench_gateway(base, token, batches)
             p50, p99, n = bench_latency(base, token)
