@@ -8,14 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from flows.testing import (
+from soma.settings import Settings
+from tests.support.flows import (
     WorkerProcess,
     create_topics,
     delete_test_topics,
-    free_port,
     isolated_settings,
 )
-from soma.settings import Settings
+from tests.support.processes import free_port
 
 
 @pytest.fixture

@@ -8,15 +8,15 @@ import pytest
 from confluent_kafka import Producer
 
 from flows.commit_order import EXIT_BATCH_FAILED
-from flows.testing import (
+from processors.partitioning import partition_for
+from soma.settings import Settings
+from tests.support.flows import (
     TestProducer,
     WorkerProcess,
     conversation_event,
     group_lag,
     group_offsets,
 )
-from processors.partitioning import partition_for
-from soma.settings import Settings
 from topics.producer import producer_config
 from topics.records import RecordContext, build_record
 from topics.registry import TopicRegistry

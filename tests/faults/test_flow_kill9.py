@@ -10,15 +10,15 @@ import orjson
 import pytest
 
 from flows.failpoints import AFTER_CHANGELOG_DURABLE, AFTER_LOCAL_WRITE, EXIT_FAILPOINT
-from flows.testing import (
+from soma.settings import Settings
+from tests.support.flows import (
     TestProducer,
     WorkerProcess,
     group_lag,
     read_topic,
     wait_committed,
-    wait_for,
+    wait_until,
 )
-from soma.settings import Settings
 
 pytestmark = pytest.mark.fault
 
@@ -100,7 +100,7 @@ def converge(
 def kill_mid_stream(worker: WorkerProcess, feeder: Feeder, at_least: int) -> int:
     """Start feeding, kill -9 once `at_least` events are counted; returns what was counted."""
     feeder.start()
-    seen = wait_for(
+    seen = wait_until(
         lambda: (n := counted(worker)) is not None and n >= at_least and n,
         timeout_s=90,
         what=f"{at_least} events counted",

@@ -13,7 +13,10 @@ import orjson
 import pytest
 
 from flows.jobs.tenant_counts import run_job
-from flows.testing import (
+from processors.partitioning import partition_for
+from schemas import validate
+from soma.settings import Settings
+from tests.support.flows import (
     REPO,
     TestProducer,
     create_topics,
@@ -21,9 +24,6 @@ from flows.testing import (
     isolated_settings,
     read_topic,
 )
-from processors.partitioning import partition_for
-from schemas import validate
-from soma.settings import Settings
 
 pytestmark = pytest.mark.integration
 

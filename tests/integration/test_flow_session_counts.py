@@ -10,20 +10,20 @@ from pathlib import Path
 import orjson
 import pytest
 
-from flows.testing import (
+from processors.partitioning import partition_for
+from soma.settings import Settings
+from state.session_counts import read_session_count
+from tests.support.flows import (
     TestProducer,
     WorkerProcess,
     create_topics,
     delete_test_topics,
-    free_port,
     isolated_settings,
     read_topic,
     wait_committed,
-    wait_for,
+    wait_until,
 )
-from processors.partitioning import partition_for
-from soma.settings import Settings
-from state.session_counts import read_session_count
+from tests.support.processes import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -117,6 +117,6 @@ def test_endpoint_answers_per_key(
     def count() -> int:
         return int(worker.get("/state/session-counts/acme%2Fa%2Fb%20c").json()["count"])
 
-    wait_for(lambda: count() == 3, timeout_s=60, what="3 events counted")
+    wait_until(lambda: count() == 3, timeout_s=60, what="3 events counted")
     body = worker.get("/state/session-counts/acme/a/b c").json()
     assert body["owner"] is True and body["count"] == 3 and body["key"] == "acme/a/b c"

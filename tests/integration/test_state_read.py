@@ -11,21 +11,21 @@ from typing import Any
 import pytest
 from confluent_kafka import ConsumerGroupState
 
-from flows.testing import (
-    TestProducer,
-    WorkerProcess,
-    create_topics,
-    delete_test_topics,
-    free_port,
-    isolated_settings,
-    wait_committed,
-    wait_for,
-)
 from processors.partitioning import partition_for
 from processors.worker_identity import worker_url
 from soma.settings import Settings
 from state.errors import StateUnavailable
 from state.session_counts import read_session_count
+from tests.support.flows import (
+    TestProducer,
+    WorkerProcess,
+    create_topics,
+    delete_test_topics,
+    isolated_settings,
+    wait_committed,
+    wait_until,
+)
+from tests.support.processes import free_port
 from topics.admin import admin_client
 
 pytestmark = pytest.mark.integration
@@ -100,7 +100,7 @@ def test_each_key_is_answered_by_its_owner(
     first.wait_ready()
     second.wait_ready()
     urls = {first.url, second.url}
-    owners = wait_for(
+    owners = wait_until(
         lambda: (
             (o := source_owners(settings, app_id))
             and len(o) == 6
@@ -115,7 +115,7 @@ def test_each_key_is_answered_by_its_owner(
     wait_committed(settings, app_id, settings.topic_prefix + "conversation.inbound")
 
     answers = {
-        key: wait_for(
+        key: wait_until(
             lambda k=key: read(settings, k, app_id), timeout_s=30, what=f"an answer for {key}"
         )
         for key in KEYS
@@ -148,7 +148,7 @@ def test_reads_follow_a_rebalance_and_fail_cleanly_without_workers(
     first, second = worker_factory("w1"), worker_factory("w2")
     first.wait_ready()
     second.wait_ready()
-    wait_for(
+    wait_until(
         lambda: (o := source_owners(settings, app_id)) and len(set(o.values())) == 2,
         timeout_s=90,
         what="both workers owning source partitions",
@@ -156,13 +156,13 @@ def test_reads_follow_a_rebalance_and_fail_cleanly_without_workers(
     wait_committed(settings, app_id, settings.topic_prefix + "conversation.inbound")
 
     second.stop()  # graceful: it leaves the group, the first takes over its partitions
-    wait_for(
+    wait_until(
         lambda: (o := source_owners(settings, app_id)) and set(o.values()) == {first.url},
         timeout_s=90,
         what="the first worker owning every partition",
     )
     for key in KEYS:
-        answer = wait_for(
+        answer = wait_until(
             lambda k=key: read(settings, k, app_id),
             timeout_s=60,
             what=f"an answer for {key} after the rebalance",

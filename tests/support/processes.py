@@ -26,7 +26,7 @@ def free_port() -> int:
 def wait_until(
     probe: Callable[[], T | None], timeout_s: float, what: str, interval_s: float = 0.2
 ) -> T:
-    """Poll `probe` until it returns a truthy value; fail with `what` after `timeout_s`."""
+    """Poll `probe` until it returns a truthy value; TimeoutError names `what` after `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     last: T | None = None
     while time.monotonic() < deadline:
@@ -34,7 +34,7 @@ def wait_until(
         if last:
             return last
         time.sleep(interval_s)
-    raise AssertionError(f"timed out after {timeout_s:.0f}s waiting for {what} (last: {last!r})")
+    raise TimeoutError(f"timed out after {timeout_s:.0f}s waiting for {what} (last: {last!r})")
 
 
 @contextmanager

@@ -4,47 +4,26 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
 from soma.settings import Settings
+from tests.support.processes import wait_until
 from topics.producer import producer_config
 from topics.records import RecordContext, build_record
 from topics.registry import TopicRegistry
 
-T = TypeVar("T")
-REPO = Path(__file__).resolve().parent.parent
-
-
-def wait_for(
-    condition: Callable[[], T | None], *, timeout_s: float, what: str, interval_s: float = 0.2
-) -> T:
-    """Poll `condition` until it returns something truthy; TimeoutError names `what`."""
-    deadline = time.monotonic() + timeout_s
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = condition()
-        if last:
-            return last
-        time.sleep(interval_s)  # polling interval of an awaited condition, not a fixed wait
-    raise TimeoutError(f"timed out after {timeout_s}s waiting for {what} (last: {last!r})")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+REPO = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -111,7 +90,7 @@ class WorkerProcess:
             return False
 
     def wait_ready(self, timeout_s: float = 90.0) -> WorkerProcess:
-        wait_for(self.ready, timeout_s=timeout_s, what=f"worker {self.url} ready")
+        wait_until(self.ready, timeout_s=timeout_s, what=f"worker {self.url} ready")
         return self
 
     def wait_exit(self, timeout_s: float = 90.0) -> int:
@@ -252,7 +231,7 @@ def wait_committed(settings: Settings, group: str, topic: str, timeout_s: float 
         return all(committed == high for committed, high in last.values())
 
     try:
-        wait_for(done, timeout_s=timeout_s, what=f"{group} to commit all of {topic}")
+        wait_until(done, timeout_s=timeout_s, what=f"{group} to commit all of {topic}")
     except TimeoutError as exc:
         raise TimeoutError(f"{exc}; partition -> (committed, high): {last}") from None
 
