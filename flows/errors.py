@@ -14,10 +14,10 @@ class UnknownFlow(FlowError):
 
 
 class SourceTopicMissing(FlowError):
-    """The flow's source topic does not exist on the broker."""
+    """A topic the flow reads or writes (source, output, dead-letter) does not exist."""
 
     def __init__(self, topic: str) -> None:
-        super().__init__(f"source topic {topic!r} does not exist: run `soma topics apply` first")
+        super().__init__(f"topic {topic!r} does not exist: run `soma topics apply` first")
         self.topic = topic
 
 
@@ -35,16 +35,19 @@ class ChangelogMismatch(FlowError):
 
 
 class NotCoPartitioned(FlowError):
-    """A source record sits on another partition than murmur2 of its key says.
+    """A flow wrote a table key that does not live on the partition of the events it read.
 
-    Carries where the record is; the flow stops instead of writing the key's state into the
-    wrong changelog partition.
+    A flow bug: the write is refused (and the events that caused it dead-lettered) instead of
+    splitting the key's state over two changelog partitions.
     """
 
-    def __init__(self, topic: str, partition: int, offset: int, expected: int) -> None:
+
+class PartitionCountMismatch(FlowError):
+    """The flow's source topics do not all have the same number of partitions."""
+
+    def __init__(self, counts: dict[str, int]) -> None:
         super().__init__(
-            f"record {topic}[{partition}]@{offset} belongs on partition {expected} by murmur2 of "
-            "its key: its producer does not use the Java-compatible murmur2 partitioner. Fix the "
-            "producer (librdkafka: partitioner=murmur2_random), then restart the worker."
+            f"source topics must be co-partitioned (same partition count): {counts}. Resize "
+            "the smaller topics with `kafka-topics --alter --partitions`, then restart."
         )
-        self.topic, self.partition, self.offset, self.expected = topic, partition, offset, expected
+        self.counts = counts

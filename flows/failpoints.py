@@ -1,25 +1,41 @@
-"""Crash points for fault tests: `SOMA_FAILPOINT=<name>:<n>` exits like kill -9 at the n-th pass.
+"""Crash points for fault tests: `SOMA_FAILPOINT=<name>:<n>[:raise]` fails at the n-th pass.
 
-Inert (one dict lookup) unless the variable is set. They put a crash exactly between two steps
-of the commit order, where a real kill -9 lands only by luck.
+By default the process exits like kill -9; with `:raise` the step raises instead (a failure of
+the commit step itself, which the kit must turn into an exit without acking). Inert (one
+comparison) unless the variable is set. They put a failure exactly between two steps of the
+commit order, where a real kill -9 lands only by luck.
 """
 
 from __future__ import annotations
 
 import os
 from collections import Counter
+from dataclasses import dataclass
 
 EXIT_FAILPOINT = 137  # what a shell reports for SIGKILL, so tests treat both alike
 
-AFTER_LOCAL_WRITE = "after-local-write"  # step 1 done, changelog records not yet sent
-AFTER_CHANGELOG_DURABLE = "after-changelog-durable"  # step 2 done, events not yet acked
+AFTER_OUTPUTS_DURABLE = "after-outputs-durable"  # step 2 done, tables not yet written
+AFTER_LOCAL_WRITE = "after-local-write"  # tables written locally, changelog not yet durable
+AFTER_CHANGELOG_DURABLE = "after-changelog-durable"  # step 3 done, events not yet acked
 
 
-def _parse(spec: str | None) -> tuple[str, int] | None:
+class FailpointError(RuntimeError):
+    """Raised by an armed failpoint in `raise` mode."""
+
+
+@dataclass(frozen=True)
+class _Armed:
+    name: str
+    nth: int
+    mode: str  # "exit" | "raise"
+
+
+def _parse(spec: str | None) -> _Armed | None:
     if not spec:
         return None
-    name, _, nth = spec.partition(":")
-    return name, int(nth or "1")
+    name, _, rest = spec.partition(":")
+    nth, _, mode = rest.partition(":")
+    return _Armed(name, int(nth or "1"), mode or "exit")
 
 
 _armed = _parse(os.environ.get("SOMA_FAILPOINT"))
@@ -27,9 +43,12 @@ _passes: Counter[str] = Counter()
 
 
 def failpoint(name: str) -> None:
-    """Exit the process without any clean-up if `name` is armed and this is its n-th pass."""
-    if _armed is None or _armed[0] != name:
+    """Fail here if `name` is armed and this is its n-th pass."""
+    if _armed is None or _armed.name != name:
         return
     _passes[name] += 1
-    if _passes[name] == _armed[1]:
-        os._exit(EXIT_FAILPOINT)
+    if _passes[name] != _armed.nth:
+        return
+    if _armed.mode == "raise":
+        raise FailpointError(f"failpoint {name} pass {_armed.nth}")
+    os._exit(EXIT_FAILPOINT)

@@ -13,6 +13,7 @@ from gateway.middleware import BodyLimitMiddleware, MetricsMiddleware, RequestCo
 from gateway.routes import admin, events, health, memory, session
 from gateway.routes import state as state_routes
 from soma.settings import Settings, get_settings
+from state.reads import StateReader
 from topics.admin import admin_client
 from topics.producer import EventProducer
 from topics.registry import TopicRegistry
@@ -33,12 +34,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             socket_connect_timeout=settings.health_timeout_s,
             socket_timeout=settings.health_timeout_s,
         )
+        app.state.state_reader = StateReader(settings)
         try:
             yield
         finally:
             # Flush what is in flight so accepted requests' records are not dropped on shutdown.
             app.state.producer.close(settings.produce_timeout_s)
             await app.state.redis.aclose()
+            await app.state.state_reader.aclose()
 
     app = FastAPI(
         title="SomaStream gateway",

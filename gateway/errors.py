@@ -15,6 +15,7 @@ from starlette.exceptions import HTTPException
 from schemas import SchemaValidationError
 from soma.errors import SomaError
 from soma.metrics import GATEWAY_REJECTED_REQUESTS
+from state.errors import StateUnavailable, UnknownStatePage
 from topics.errors import BrokerUnavailable, RecordRejected
 
 log = logging.getLogger(__name__)
@@ -71,15 +72,6 @@ class PayloadTooLarge(GatewayError):
 
 class TooManyItems(GatewayError):
     status, code = 413, "too_many_items"
-
-
-class StateUnavailable(GatewayError):
-    status, code = 503, "state_unavailable"
-
-    def __init__(self, message: str, retry_after_s: int = 2) -> None:
-        super().__init__(
-            message, headers={"Retry-After": str(retry_after_s)}, retry_after_s=retry_after_s
-        )
 
 
 def prefixed(exc: SchemaValidationError, prefix: str) -> SchemaValidationError:
@@ -184,6 +176,21 @@ async def _broker_unavailable(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _state_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StateUnavailable)
+    retry = max(1, int(exc.retry_after_s))
+    return _json(
+        request,
+        503,
+        {"error": "state_unavailable", "message": str(exc), "retry_after_s": retry},
+        {"Retry-After": str(retry)},
+    )
+
+
+async def _unknown_state_page(request: Request, exc: Exception) -> JSONResponse:
+    return _json(request, 404, {"error": "unknown_state_page", "message": str(exc)})
+
+
 async def _record_rejected(request: Request, exc: Exception) -> JSONResponse:
     return _json(request, 422, {"error": "record_rejected", "message": str(exc)})
 
@@ -211,5 +218,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _request_validation)
     app.add_exception_handler(BrokerUnavailable, _broker_unavailable)
     app.add_exception_handler(RecordRejected, _record_rejected)
+    app.add_exception_handler(StateUnavailable, _state_unavailable)
+    app.add_exception_handler(UnknownStatePage, _unknown_state_page)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)

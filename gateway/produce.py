@@ -41,7 +41,11 @@ def build_records(
             record = build_record(spec, event, ctx)
         except SchemaValidationError as exc:
             raise prefixed(exc, where) if where else exc from None
-        size = len(record.value) + len(record.key) + sum(len(k) + len(v) for k, v in record.headers)
+        size = (
+            len(record.value)
+            + len(record.key or "")
+            + sum(len(k) + len(v) for k, v in record.headers)
+        )
         if size > MAX_RECORD_BYTES:
             raise PayloadTooLarge(
                 f"event {where or '/'} encodes to {size} bytes; a record holds at most "

@@ -28,6 +28,15 @@ _FIELD = {
 }
 
 
+def id_field(rule: KeyRule) -> str:
+    """The event field that follows the tenant in keys of `rule` ("tenant" for a tenant key)."""
+    if rule is KeyRule.TENANT:
+        return "tenant"
+    if rule is KeyRule.ORIGINAL:
+        raise ValueError("dead-letter keys are copied, not built from a field")
+    return _FIELD[rule]
+
+
 def record_key(rule: KeyRule, event: dict[str, object], tenant: str) -> str:
     """The record key for `event` under `rule`; the tenant always comes first."""
     if not tenant or SEPARATOR in tenant:

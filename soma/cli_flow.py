@@ -31,12 +31,12 @@ def run_flow(
     loglevel: str = typer.Option("info", help="log level"),
 ) -> None:
     """Run one worker of a flow in the foreground until SIGTERM/SIGINT."""
+    from flows.catalog import flow_names
     from flows.errors import FlowError
-    from flows.registry import FLOWS
-    from flows.worker import run_worker
+    from flows.kit.worker import run_worker
 
-    if name not in FLOWS:
-        raise typer.BadParameter(f"unknown flow {name!r}; known: {', '.join(sorted(FLOWS))}")
+    if name not in flow_names():
+        raise typer.BadParameter(f"unknown flow {name!r}; known: {', '.join(flow_names())}")
     try:
         run_worker(name, port=port, data_dir=data_dir, app_id=app_id, loglevel=loglevel)
     except FlowError as exc:  # refused at start-up (missing topic, changelog drift)

@@ -16,7 +16,7 @@ topics_app = typer.Typer(
 
 @topics_app.command("apply")
 def apply() -> None:
-    """Create missing topics; report (never fix) partition or config drift."""
+    """Create missing topics; raise max.message.bytes where lower; report any other drift."""
     settings = get_settings()
     registry = TopicRegistry(settings.topic_prefix)
     try:
@@ -26,6 +26,8 @@ def apply() -> None:
         raise typer.Exit(2) from None
     for name in report.created:
         typer.echo(f"created   {name}")
+    for name, changes in report.altered.items():
+        typer.echo(f"altered   {name}: {'; '.join(changes)}")
     typer.echo(f"unchanged {len(report.unchanged)} topic(s)")
     for name, differences in report.drift.items():
         typer.echo(f"DRIFT     {name}: {'; '.join(differences)}", err=True)

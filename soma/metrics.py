@@ -63,3 +63,47 @@ GATEWAY_HEALTH_CHECK_SECONDS = Histogram(
     ["component"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+
+# --- flows (every always-on flow exports the same names, labelled by flow) ----------------------
+
+_BATCH_SIZES = (1, 5, 10, 25, 50, 100, 250, 500, 1000)
+_BATCH_SECONDS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+# counter: source records a flow consumed (poison included), by flow and physical source topic.
+FLOW_EVENTS_IN = Counter(
+    "soma_flow_events_in", "Source records consumed by a flow", ["flow", "topic"]
+)
+
+# counter: records a flow produced to its output topics (acknowledged), by flow and topic.
+FLOW_EVENTS_OUT = Counter(
+    "soma_flow_events_out", "Records a flow produced to output topics", ["flow", "topic"]
+)
+
+# counter: records a flow dead-lettered, by flow, physical source topic and reason
+# (processors/dead_letters.py DeadLetterReason).
+FLOW_DEAD_LETTERS = Counter(
+    "soma_flow_dead_letters", "Records dead-lettered by a flow", ["flow", "topic", "reason"]
+)
+
+# histogram: source records per processed batch.
+FLOW_BATCH_SIZE = Histogram(
+    "soma_flow_batch_size", "Source records per batch", ["flow"], buckets=_BATCH_SIZES
+)
+
+# histogram: seconds from a batch's hand-over by the stream to its commit steps being durable.
+FLOW_BATCH_SECONDS = Histogram(
+    "soma_flow_batch_seconds", "Seconds to process one batch", ["flow"], buckets=_BATCH_SECONDS
+)
+
+# counter: in-place retries after a transient failure, by flow and error class.
+FLOW_RETRIES = Counter(
+    "soma_flow_retries", "Transient failures retried in place", ["flow", "error"]
+)
+
+# counter: table values written (each one changelog record), by flow and table.
+FLOW_TABLE_WRITES = Counter(
+    "soma_flow_table_writes", "Table values written by a flow", ["flow", "table"]
+)
+
+# gauge: 1 while a flow is halted by its dead-letter limit (the worker then exits), else 0.
+FLOW_HALTED = Gauge("soma_flow_halted", "1 when the dead-letter limit halted the flow", ["flow"])

@@ -52,3 +52,12 @@ def ensure_secret(stack_dir: Path, name: str, nbytes: int = 32) -> str:
     with os.fdopen(fd, "w") as out:
         out.write(value + "\n")
     return value
+
+
+INTERNAL_TOKEN = "internal-token"
+INTERNAL_HEADER = "X-Soma-Internal-Token"
+
+
+def internal_token(stack_dir: Path) -> str:
+    """The credential the gateway shows flow workers (they answer state reads to no one else)."""
+    return ensure_secret(stack_dir, INTERNAL_TOKEN)

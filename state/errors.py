@@ -22,3 +22,11 @@ class StateUnavailable(StateError):
         super().__init__(message)
         self.retry_after_s = retry_after_s
         self.reason = reason
+
+
+class UnknownStatePage(StateError, LookupError):
+    """No flow declares a state page of that name."""
+
+    def __init__(self, route: str) -> None:
+        super().__init__(f"no flow keeps a state page called {route[:64]!r}")
+        self.route = route

@@ -13,6 +13,9 @@ from soma.settings import Settings
 
 # Test signing keys are long enough for HS256 (PyJWT warns below 32 bytes), and two kids are
 # listed so rotation can be exercised; "k2" signs by default.
+# Flow fixtures (flow_stack, flow_worker_factory) for the integration and fault suites.
+pytest_plugins = ["tests.support.fixtures"]
+
 TEST_JWT_KEYS = {"k1": "k1-test-secret-" + "a" * 32, "k2": "k2-test-secret-" + "b" * 32}
 
 SettingsFactory = Callable[..., Settings]

@@ -7,7 +7,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewTopic,
+)
 from confluent_kafka.cimpl import KafkaError
 
 from soma.settings import Settings
@@ -21,6 +27,7 @@ class ApplyReport:
 
     created: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
+    altered: dict[str, list[str]] = field(default_factory=dict)  # topic -> safe configs raised
     drift: dict[str, list[str]] = field(default_factory=dict)  # topic -> what differs
 
     @property
@@ -48,7 +55,8 @@ def apply_topics(
     """Create missing topics with their configs; report partition/config drift of existing ones.
 
     Drift is reported, not fixed: shrinking partitions is impossible and changing cleanup or
-    retention can destroy data, so an operator decides.
+    retention can destroy data, so an operator decides. The one exception is a configuration
+    that only lets the topic accept more (`max.message.bytes` raised): it is altered in place.
     """
     admin = admin_client(settings)
     specs = list(specs)
@@ -87,17 +95,41 @@ def _check_drift(
     for resource, future in described.items():
         spec = by_name[resource.name]
         configs = future.result(timeout=timeout_s)
-        differences = []
+        differences, raise_safely = [], {}
         if partitions[spec.name] != spec.partitions:
             differences.append(f"partitions {partitions[spec.name]} != {spec.partitions}")
         for key, wanted in spec.configs().items():
             actual = configs[key].value if key in configs else None
-            if actual != wanted:
+            if actual == wanted:
+                continue
+            if key in _RAISE_ONLY and actual is not None and int(actual) < int(wanted):
+                raise_safely[key] = wanted
+            else:
                 differences.append(f"{key} {actual} != {wanted}")
+        if raise_safely:
+            _alter(admin, spec.name, raise_safely, timeout_s)
+            report.altered[spec.name] = [f"{k} -> {v}" for k, v in raise_safely.items()]
         if differences:
             report.drift[spec.name] = differences
-        else:
+        elif not raise_safely:
             report.unchanged.append(spec.name)
+
+
+# Topic configs whose increase loses nothing, so `apply` raises them instead of reporting drift.
+_RAISE_ONLY = frozenset({"max.message.bytes"})
+
+
+def _alter(admin: AdminClient, topic: str, configs: dict[str, str], timeout_s: float) -> None:
+    resource = ConfigResource(
+        ConfigResource.Type.TOPIC,
+        topic,
+        incremental_configs=[
+            ConfigEntry(key, value, incremental_operation=AlterConfigOpType.SET)
+            for key, value in configs.items()
+        ],
+    )
+    for future in admin.incremental_alter_configs([resource], request_timeout=timeout_s).values():
+        future.result(timeout=timeout_s)
 
 
 def high_watermarks(
@@ -138,3 +170,19 @@ def delete_topics(settings: Settings, names: Iterable[str], timeout_s: float = 1
     for future in admin.delete_topics(names, request_timeout=timeout_s).values():
         with contextlib.suppress(KafkaException):  # already gone is fine for clean-up
             future.result(timeout=timeout_s)
+
+
+def partition_counts(
+    settings: Settings, topics: Iterable[str], timeout_s: float = 10.0
+) -> dict[str, int | None]:
+    """Partition count of each topic; None for a topic that does not exist."""
+    try:
+        metadata = admin_client(settings).list_topics(timeout=timeout_s)
+    except KafkaException as exc:
+        raise BrokerUnavailable(f"cannot read cluster metadata: {exc}") from exc
+    counts: dict[str, int | None] = {}
+    for name in topics:
+        found = metadata.topics.get(name)
+        ok = found is not None and found.error is None and bool(found.partitions)
+        counts[name] = len(found.partitions) if ok and found is not None else None
+    return counts

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from soma.errors import SomaError
+from soma.errors import SomaError, TransientError
 
 
 class TopicError(SomaError):
     """Base class for topic-layer failures."""
 
 
-class BrokerUnavailable(TopicError):
+class BrokerUnavailable(TopicError, TransientError):
     """The broker did not acknowledge in time; nothing was accepted. Retry after a pause."""
 
     def __init__(self, message: str, retry_after_s: int = 2) -> None:
-        super().__init__(message)
-        self.retry_after_s = retry_after_s
+        TransientError.__init__(self, message, retry_after_s=retry_after_s)
+        self.retry_after_s: int = retry_after_s
 
 
 class ProducerQueueFull(BrokerUnavailable):

@@ -110,6 +110,21 @@ class EventProducer:
                 raise result
         return [r for r in results if isinstance(r, Delivery)]
 
+    async def send_settled(self, records: Sequence[OutgoingRecord]) -> list[Exception | None]:
+        """Send pre-built records; per record, None once acknowledged or the error it met."""
+        loop = asyncio.get_running_loop()
+        futures = [self._enqueue(loop, record) for record in records]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        out: list[Exception | None] = []
+        for result in results:
+            if isinstance(result, Exception):
+                out.append(result)
+            elif isinstance(result, BaseException):
+                raise result  # cancellation: not a delivery outcome
+            else:
+                out.append(None)
+        return out
+
     def _enqueue(
         self, loop: asyncio.AbstractEventLoop, record: OutgoingRecord
     ) -> asyncio.Future[Delivery]:
@@ -124,7 +139,7 @@ class EventProducer:
                     msg.topic() or record.topic,
                     -1 if partition is None else partition,
                     -1 if offset is None else offset,
-                    record.key,
+                    record.key or "",
                 )
                 loop.call_soon_threadsafe(_settle, future, delivery, None)
 
@@ -134,7 +149,7 @@ class EventProducer:
             self._producer.produce(
                 record.topic,
                 record.value,
-                record.key.encode(),
+                record.key_bytes(),
                 headers=headers,
                 on_delivery=on_delivery,
             )
@@ -147,7 +162,7 @@ class EventProducer:
     def produce_nowait(self, record: OutgoingRecord) -> None:
         """Fire-and-track send for synchronous callers; pair with `flush`."""
         headers: list[tuple[str, str | bytes | None]] = list(record.headers)
-        self._producer.produce(record.topic, record.value, record.key.encode(), headers=headers)
+        self._producer.produce(record.topic, record.value, record.key_bytes(), headers=headers)
 
     def flush(self, timeout_s: float = 30.0) -> int:
         """Wait for outstanding records; returns how many are still unacknowledged."""

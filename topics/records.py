@@ -22,9 +22,12 @@ class OutgoingRecord:
     """A record ready for the wire; the partition is left to the murmur2 partitioner."""
 
     topic: str
-    key: str
+    key: str | None  # None only for a dead letter of a record that had no key
     value: bytes
     headers: Headers
+
+    def key_bytes(self) -> bytes | None:
+        return None if self.key is None else self.key.encode()
 
 
 @dataclass(frozen=True)

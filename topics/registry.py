@@ -22,10 +22,14 @@ class TopicSpec:
     dlq: str | None = None  # dead letters of this topic go there
     public: bool = False  # producible by clients through POST /v1/events/{topic}
     description: str = ""
+    max_message_bytes: int | None = None  # None: the broker's default
 
     def configs(self) -> dict[str, str]:
         """Broker-side topic configs that `topics apply` sets and checks for drift."""
-        return {"cleanup.policy": self.cleanup_policy, "retention.ms": str(self.retention_ms)}
+        configs = {"cleanup.policy": self.cleanup_policy, "retention.ms": str(self.retention_ms)}
+        if self.max_message_bytes is not None:
+            configs["max.message.bytes"] = str(self.max_message_bytes)
+        return configs
 
     def with_prefix(self, prefix: str) -> TopicSpec:
         """The same topic under a name prefix (isolated stacks, tests)."""
@@ -157,6 +161,11 @@ SOURCE_TOPICS: tuple[TopicSpec, ...] = (
 )
 
 
+# A dead letter carries its record base64-encoded (4/3 of the size) plus context, so a DLQ
+# takes records larger than any its source accepts (the broker's default limit is ~1 MiB).
+DLQ_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
 def _dlq(source: TopicSpec) -> TopicSpec:
     assert source.dlq is not None
     return TopicSpec(
@@ -166,6 +175,7 @@ def _dlq(source: TopicSpec) -> TopicSpec:
         schema="dlq_envelope",
         retention_ms=30 * DAY_MS,
         description=f"dead letters of {source.name}",
+        max_message_bytes=DLQ_MAX_MESSAGE_BYTES,
     )
 
 

@@ -19,7 +19,7 @@ from bytewax.dataflow import Dataflow
 from bytewax.testing import run_main
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from flows.app import topic_partitions
+from flows.errors import SourceTopicMissing
 from processors.tenant_counts import (
     OffsetRange,
     TenantCount,
@@ -28,6 +28,7 @@ from processors.tenant_counts import (
     tenant_for_key,
 )
 from soma.settings import Settings
+from topics.admin import partition_counts
 from topics.producer import producer_config
 from topics.records import RecordContext, build_record
 from topics.registry import TopicRegistry, TopicSpec
@@ -66,7 +67,9 @@ def plan_ranges(
     From the low watermark (or `start_offset`) to the high watermark seen at planning time (or
     `end_offset`, exclusive), per partition.
     """
-    partitions = topic_partitions(settings, topic, timeout_s)
+    partitions = partition_counts(settings, [topic], timeout_s)[topic]
+    if partitions is None:
+        raise SourceTopicMissing(topic)
     consumer = Consumer(
         {
             "bootstrap.servers": settings.kafka_bootstrap,
@@ -119,7 +122,9 @@ def build_flow(
             computed_at_ms=now_ms,
         )
         record = build_record(target_spec, event, RecordContext(tenant=tenant))  # validates
-        return KafkaSinkMessage(key=record.key.encode(), value=record.value, headers=record.headers)
+        return KafkaSinkMessage(
+            key=record.key_bytes() or b"", value=record.value, headers=record.headers
+        )
 
     flow = Dataflow("tenant_counts")
     source = KafkaSource(

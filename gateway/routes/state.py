@@ -1,50 +1,63 @@
-"""GET /v1/state/session-events/{session_id}: the stream flow's per-session event count."""
+"""GET /v1/state/<page>/{id}: a flow's changelog-backed state, one route per declared page."""
 
 from __future__ import annotations
 
-import asyncio
-import importlib
-import inspect
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import APIRouter, Depends, Path, Request
 
 from gateway.auth import Principal, require_principal
-from gateway.errors import StateUnavailable
 from schemas import SchemaValidationError
+from state.catalog import PageRoute, page_routes
+from state.reads import StateReader
 
 router = APIRouter(tags=["state"])
 
+_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"description": "Missing or invalid bearer token"},
+    422: {"description": "The id cannot form a record key (field and rule named)"},
+    503: {
+        "description": "State not readable right now (rebalancing, restoring, broker down); "
+        "retry after the Retry-After header's seconds"
+    },
+}
 
-@router.get("/v1/state/session-events/{session_id}", summary="Events counted for a session")
-async def session_events(
-    request: Request,
-    session_id: str = Path(min_length=1, max_length=256),
-    principal: Principal = Depends(require_principal),
-) -> dict[str, Any]:
-    """The count kept by the stream flow's changelog-backed state; 503 + Retry-After while the
-    state is not readable (worker rebalancing or restoring)."""
-    # Imported here so the gateway starts, and serves everything else, before state/ exists.
-    try:
-        session_counts = importlib.import_module("state.session_counts")
-        state_errors = importlib.import_module("state.errors")
-    except ImportError as exc:
-        raise StateUnavailable(f"session state is not deployed: {exc}") from None
-    read = session_counts.read_session_count
-    settings = request.app.state.settings
-    # The tenant is the token's, never a parameter: a caller can only read its own sessions.
-    try:
-        if inspect.iscoroutinefunction(read):
-            result = await read(settings, principal.tenant, session_id)
-        else:
-            # The reader may block on a worker's HTTP endpoint or a store: keep the loop free.
-            result = await asyncio.to_thread(read, settings, principal.tenant, session_id)
-    except state_errors.StateUnavailable as exc:
-        retry_after = int(getattr(exc, "retry_after_s", 2) or 2)
-        raise StateUnavailable(str(exc) or "session state unavailable", retry_after) from None
-    except ValueError as exc:
-        # The read API refuses an id that cannot form a record key: the caller's mistake.
-        raise SchemaValidationError(
-            schema_id="request", field="/path/session_id", rule="key", message=str(exc)
-        ) from None
-    return dict(result)
+
+def state_reader(request: Request) -> StateReader:
+    """FastAPI dependency: the process's one state reader (tests override it)."""
+    reader: StateReader = request.app.state.state_reader
+    return reader
+
+
+def _route(page: PageRoute) -> Callable[..., Awaitable[dict[str, Any]]]:
+    async def read_state(
+        ident: str = Path(alias="id", min_length=1, max_length=256),
+        principal: Principal = Depends(require_principal),
+        reader: StateReader = Depends(state_reader),
+    ) -> dict[str, Any]:
+        # The tenant is the token's, never a parameter: a caller can only read its own keys.
+        try:
+            return await reader.read(page.route, principal.tenant, ident)
+        except ValueError as exc:
+            # The reader refuses an id that cannot form a record key: the caller's mistake.
+            raise SchemaValidationError(
+                schema_id="request", field="/path/id", rule="key", message=str(exc)
+            ) from None
+
+    read_state.__name__ = f"read_{page.route.replace('-', '_')}"
+    return read_state
+
+
+for _page in page_routes().values():
+    router.add_api_route(
+        f"/v1/state/{_page.route}/{{id}}",
+        _route(_page),
+        methods=["GET"],
+        summary=_page.page.summary,
+        description=(
+            f"The `{_page.page.table}` value of the caller's `{_page.key_rule.value}` key, kept "
+            f"by the `{_page.flow.name}` flow and answered by the worker owning its partition."
+        ),
+        responses=_RESPONSES,
+    )

@@ -1,48 +1,47 @@
-"""A batch that fails stops the worker before its events are acked: nothing is skipped."""
+"""A batch whose commit steps fail stops the worker before its events are acked."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import pytest
-from confluent_kafka import Producer
 
-from flows.commit_order import EXIT_BATCH_FAILED
-from processors.partitioning import partition_for
+from flows.failpoints import AFTER_OUTPUTS_DURABLE
+from flows.kit.commit import EXIT_BATCH_FAILED
 from soma.settings import Settings
 from tests.support.flows import (
     TestProducer,
     WorkerProcess,
-    conversation_event,
     group_lag,
-    group_offsets,
+    wait_committed,
+    wait_until,
 )
-from topics.producer import producer_config
-from topics.records import RecordContext, build_record
-from topics.registry import TopicRegistry
 
 pytestmark = pytest.mark.fault
 
 
-def test_a_failing_batch_exits_without_committing_it(
+def test_a_failing_commit_step_exits_without_committing(
     flow_stack: tuple[Settings, str], flow_worker_factory: Callable[..., WorkerProcess]
 ) -> None:
     settings, app_id = flow_stack
-    good = TestProducer(settings)
-    good.send([("acme", "s1")] * 10)
-    good.flush()
-    # A foreign producer that ignores murmur2: the flow cannot keep this key co-partitioned.
-    spec = TopicRegistry(settings.topic_prefix).get("conversation.inbound")
-    record = build_record(spec, conversation_event("acme", "s2"), RecordContext(tenant="acme"))
-    wrong = (partition_for(record.key.encode(), spec.partitions) + 1) % spec.partitions
-    producer = Producer(producer_config(settings))
-    producer.produce(record.topic, record.value, record.key.encode(), partition=wrong)
-    assert producer.flush(10) == 0
+    producer = TestProducer(settings)
+    producer.send([("acme", "s1")] * 10)
+    producer.flush()
 
-    worker = flow_worker_factory("state")
+    # The commit step raises (as a broker refusing a changelog record would): the kit must
+    # end the process rather than let Faust's take() ack the batch on its way out.
+    worker = flow_worker_factory("state", failpoint=f"{AFTER_OUTPUTS_DURABLE}:1:raise")
     assert worker.wait_exit(timeout_s=60) == EXIT_BATCH_FAILED
-    assert "NotCoPartitioned" in worker.log_path.read_text()
-    # The failed batch was not acked, so nothing of it was committed: a restart replays it.
-    committed, high = group_offsets(settings, app_id, spec.name)[wrong]
-    assert committed < high, "the record the batch failed on must not be committed"
-    assert group_lag(settings, app_id, spec.name) >= 1
+    assert "FailpointError" in worker.log_path.read_text()
+    source = settings.topic_prefix + "conversation.inbound"
+    assert group_lag(settings, app_id, source) == 10, "the failed batch must not be committed"
+
+    # Restarted without the failpoint, it counts the batch exactly once.
+    again = flow_worker_factory("state").wait_ready()
+    wait_committed(settings, app_id, source)
+    count = wait_until(
+        lambda: again.get("/state/session-counts/acme%2Fs1").json().get("count"),
+        timeout_s=30,
+        what="the count",
+    )
+    assert count == 10

@@ -6,13 +6,14 @@ import asyncio
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
 from processors.partitioning import partition_for
 from soma.settings import Settings
-from state.session_counts import read_session_count
+from state.reads import StateReader
 from tests.support.flows import (
     TestProducer,
     WorkerProcess,
@@ -27,7 +28,7 @@ from tests.support.processes import free_port
 
 pytestmark = pytest.mark.integration
 
-TOPICS = ("conversation.inbound",)
+TOPICS = ("conversation.inbound", "conversation.inbound.dlq")
 
 
 @pytest.fixture
@@ -63,6 +64,14 @@ def worker_factory(
         worker.stop()
 
 
+async def read_count(settings: Settings, key: tuple[str, str], app_id: str) -> dict[str, Any]:
+    reader = StateReader(settings)
+    try:
+        return await reader.read("session-counts", *key, group=app_id)
+    finally:
+        await reader.aclose()
+
+
 def test_counts_every_session_exactly(
     stack: tuple[Settings, str], worker_factory: Callable[..., WorkerProcess]
 ) -> None:
@@ -72,18 +81,18 @@ def test_counts_every_session_exactly(
     # Uneven counts per session, interleaved, so a lost or doubled batch shows.
     producer.send(key for round_ in range(40) for i, key in enumerate(keys) if i % 4 <= round_ % 4)
     producer.flush()
-    worker = worker_factory().wait_ready()
+    worker_factory().wait_ready()
 
     source = settings.topic_prefix + "conversation.inbound"
     wait_committed(settings, app_id, source)
-    counts = {key: asyncio.run(read_session_count(settings, *key, app_id=app_id)) for key in keys}
+    counts = {key: asyncio.run(read_count(settings, key, app_id)) for key in keys}
 
     assert {f"{t}/{s}": c["count"] for (t, s), c in counts.items()} == dict(producer.sent)
     for (tenant, session_id), answer in counts.items():
         key = f"{tenant}/{session_id}".encode()
         assert answer["partition"] == partition_for(key, 6)
-        assert answer["owner"] == worker.url
-    unknown = asyncio.run(read_session_count(settings, "tenant0", "never", app_id=app_id))
+        assert answer["tenant"] == tenant and answer["session_id"] == session_id
+    unknown = asyncio.run(read_count(settings, ("tenant0", "never"), app_id))
     assert unknown["count"] == 0
 
 

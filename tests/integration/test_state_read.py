@@ -1,4 +1,4 @@
-"""read_session_count against two workers of one group: it asks whichever owns the key."""
+"""StateReader against two workers of one group: it asks whichever owns the key."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from processors.partitioning import partition_for
 from processors.worker_identity import worker_url
 from soma.settings import Settings
 from state.errors import StateUnavailable
-from state.session_counts import read_session_count
+from state.reads import StateReader
 from tests.support.flows import (
     TestProducer,
     WorkerProcess,
@@ -37,7 +37,7 @@ KEYS = [(f"tenant{t}", f"session{s}") for t in range(3) for s in range(10)]
 def stack(tmp_path: Path) -> Iterator[tuple[Settings, str]]:
     settings = isolated_settings(stack_dir=tmp_path)
     app_id = f"read-{uuid.uuid4().hex[:10]}"
-    create_topics(settings, ("conversation.inbound",))
+    create_topics(settings, ("conversation.inbound", "conversation.inbound.dlq"))
     yield settings, app_id
     delete_test_topics(settings, app_id)
 
@@ -81,10 +81,22 @@ def source_owners(settings: Settings, group: str) -> dict[int, str] | None:
     }
 
 
+async def _read_with_owner(settings: Settings, key: tuple[str, str], app_id: str) -> dict[str, Any]:
+    reader = StateReader(settings)
+    try:
+        answer = await reader.read("session-counts", *key, group=app_id)
+        source = settings.topic_prefix + "conversation.inbound"
+        # Tenants never see the owner; the test asks the locator which worker answered.
+        answer["_owner"] = await reader.locator.owner_url(app_id, source, answer["partition"])
+        return answer
+    finally:
+        await reader.aclose()
+
+
 def read(settings: Settings, key: tuple[str, str], app_id: str) -> dict[str, Any] | None:
     """The answer, or None while the group moves (StateUnavailable is the retry signal)."""
     try:
-        return asyncio.run(read_session_count(settings, *key, app_id=app_id))
+        return asyncio.run(_read_with_owner(settings, key, app_id))
     except StateUnavailable:
         return None
 
@@ -127,15 +139,21 @@ def test_each_key_is_answered_by_its_owner(
     for (tenant, session), answer in answers.items():
         partition = partition_for(f"{tenant}/{session}".encode(), 6)
         assert answer["partition"] == partition
-        assert answer["owner"] == owners[partition]
-    assert {a["owner"] for a in answers.values()} == urls  # keys on both workers were read
+        assert answer["_owner"] == owners[partition]
+        assert "owner" not in answer
+    assert {a["_owner"] for a in answers.values()} == urls  # keys on both workers were read
 
     # The worker that does not own a key refuses to answer for it.
     tenant, session = KEYS[0]
-    owner = answers[KEYS[0]]["owner"]
+    owner = answers[KEYS[0]]["_owner"]
     other = second if owner == first.url else first
     refused = other.get(f"/state/session-counts/{tenant}%2F{session}")
     assert refused.status_code == 421 and refused.json()["owner"] is False
+    # Without the gateway's credential even the owner answers nothing: tenant scoping is the
+    # gateway's, so a worker page must not be a way around it.
+    owning = first if owner == first.url else second
+    anonymous = owning.get(f"/state/session-counts/{tenant}%2F{session}", internal=False)
+    assert anonymous.status_code == 401 and "count" not in anonymous.json()
 
 
 def test_reads_follow_a_rebalance_and_fail_cleanly_without_workers(
@@ -167,9 +185,9 @@ def test_reads_follow_a_rebalance_and_fail_cleanly_without_workers(
             timeout_s=60,
             what=f"an answer for {key} after the rebalance",
         )
-        assert answer["count"] == 2 and answer["owner"] == first.url
+        assert answer["count"] == 2 and answer["_owner"] == first.url
 
     first.stop()
     with pytest.raises(StateUnavailable) as raised:
-        asyncio.run(read_session_count(settings, *KEYS[0], app_id=app_id))
+        asyncio.run(_read_with_owner(settings, KEYS[0], app_id))
     assert raised.value.retry_after_s >= 1

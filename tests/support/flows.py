@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
 
+from soma.secrets import INTERNAL_HEADER, internal_token
 from soma.settings import Settings
 from tests.support.processes import wait_until
 from topics.producer import producer_config
@@ -78,8 +79,10 @@ class WorkerProcess:
             )
         return self
 
-    def get(self, path: str) -> httpx.Response:
-        return httpx.get(f"{self.url}{path}", timeout=2.0)
+    def get(self, path: str, *, internal: bool = True) -> httpx.Response:
+        """GET a worker page, as the gateway does (with the internal credential) by default."""
+        headers = {INTERNAL_HEADER: internal_token(self.settings.stack_dir)} if internal else {}
+        return httpx.get(f"{self.url}{path}", timeout=2.0, headers=headers)
 
     def ready(self) -> bool:
         if self.proc is not None and self.proc.poll() is not None:

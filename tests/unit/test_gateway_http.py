@@ -6,8 +6,6 @@ without its lifespan (no producer, no Redis): nothing here touches the network.
 
 from __future__ import annotations
 
-import sys
-import types
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,6 +14,7 @@ import pytest
 
 from gateway.app import create_app
 from gateway.errors import field_pointer, schema_rule
+from gateway.routes.state import state_reader
 from soma.settings import Settings
 from tests.conftest import AuthHeaders, SettingsFactory
 
@@ -141,29 +140,32 @@ async def test_docs_are_served(client: httpx.AsyncClient) -> None:
     } <= set(paths)
 
 
-async def test_session_events_reads_with_the_token_tenant_only(
-    client: httpx.AsyncClient,
-    settings: Settings,
-    auth_headers: AuthHeaders,
-    monkeypatch: pytest.MonkeyPatch,
+async def test_state_reads_use_the_token_tenant_only(
+    settings: Settings, auth_headers: AuthHeaders
 ) -> None:
-    calls: list[tuple[str, str]] = []
+    calls: list[tuple[str, str, str]] = []
 
-    async def read_session_count(_: Settings, tenant: str, session_id: str) -> dict[str, Any]:
-        calls.append((tenant, session_id))
-        return {"tenant": tenant, "session_id": session_id, "count": 3}
+    class RecordingReader:
+        """Stands in for state.reads.StateReader's contract; its own tests cover the reads."""
 
-    # The colleague's read API stands in here for its contract only; its own tests cover it.
-    fake = types.ModuleType("state.session_counts")
-    fake.read_session_count = read_session_count  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "state.session_counts", fake)
-    response = await client.get(
-        "/v1/state/session-events/s-7?tenant=intruder",
-        headers={**auth_headers(settings, "acme"), "X-Tenant": "intruder"},
-    )
-    assert response.status_code == 200, response.text
-    assert response.json()["count"] == 3
-    assert calls == [("acme", "s-7")]
+        async def read(self, route: str, tenant: str, ident: str) -> dict[str, Any]:
+            calls.append((route, tenant, ident))
+            return {"tenant": tenant, "session_id": ident, "partition": 1, "count": 3}
+
+    app = create_app(settings)
+    app.dependency_overrides[state_reader] = RecordingReader
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        response = await client.get(
+            "/v1/state/session-events/s-7?tenant=intruder",
+            headers={**auth_headers(settings, "acme"), "X-Tenant": "intruder"},
+        )
+        assert response.status_code == 200, response.text
+        assert response.json()["count"] == 3
+        assert "owner" not in response.json()  # tenants never see worker addresses
+        canonical = await client.get("/v1/state/session-counts/s-8", headers=auth_headers(settings))
+        assert canonical.status_code == 200
+    assert calls == [("session-events", "acme", "s-7"), ("session-counts", "acme", "s-8")]
 
 
 def test_pointers_escape_and_rules_use_json_schema_words() -> None:

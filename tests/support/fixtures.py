@@ -1,4 +1,4 @@
-"""Fixtures of the fault tests: a fresh topic set and consumer group, and flow workers to kill."""
+"""Fixtures for flow tests on the real broker: a fresh topic set and group, and worker processes."""
 
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from tests.support.processes import free_port
 def flow_stack(tmp_path: Path) -> Iterator[tuple[Settings, str]]:
     """(settings with a fresh topic prefix, a fresh app id / consumer group)."""
     settings = isolated_settings(stack_dir=tmp_path)
-    app_id = f"fault-{uuid.uuid4().hex[:10]}"
-    create_topics(settings, ("conversation.inbound",))
+    app_id = f"flow-{uuid.uuid4().hex[:10]}"
+    create_topics(settings, ("conversation.inbound", "conversation.inbound.dlq"))
     yield settings, app_id
     delete_test_topics(settings, app_id)
 

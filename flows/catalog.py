@@ -1,0 +1,47 @@
+"""Every always-on flow, found by its spec: a module of `flows/` with a `SPEC = FlowSpec(...)`.
+
+Adding a flow is adding its module: the worker registry (`soma flow run NAME`), the processes
+`make up` runs, the scrape targets, the gateway's state routes and the docs' flow table all
+read this catalog. Importing it must stay cheap (no Faust): flow modules import only specs
+and processors at module level.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import pkgutil
+
+import flows
+from flows.errors import UnknownFlow
+from flows.spec import FlowSpec
+
+_NOT_FLOWS = frozenset({"catalog", "errors", "failpoints", "spec"})
+
+
+@functools.cache
+def flow_specs() -> tuple[FlowSpec, ...]:
+    """The specs of every flow, in name order."""
+    specs: dict[str, FlowSpec] = {}
+    for module_info in pkgutil.iter_modules(flows.__path__):
+        if module_info.ispkg or module_info.name in _NOT_FLOWS:
+            continue
+        module = importlib.import_module(f"flows.{module_info.name}")
+        spec = getattr(module, "SPEC", None)
+        if isinstance(spec, FlowSpec):
+            if spec.name in specs:
+                raise ValueError(f"two flows are named {spec.name!r}")
+            specs[spec.name] = spec
+    return tuple(sorted(specs.values(), key=lambda s: s.name))
+
+
+def flow_names() -> list[str]:
+    return [spec.name for spec in flow_specs()]
+
+
+def flow_spec(name: str) -> FlowSpec:
+    """The spec of the flow called `name`."""
+    for spec in flow_specs():
+        if spec.name == name:
+            return spec
+    raise UnknownFlow(f"unknown flow {name!r}; known: {', '.join(flow_names())}")

@@ -1,0 +1,103 @@
+"""The dead-letter policy every flow shares: envelope records, the limit, and halting past it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import NoReturn
+
+import orjson
+
+from processors.dead_letters import DeadLetterReason, SourceRecord, dead_letter_envelope
+from processors.tracing import new_traceparent, parse_traceparent
+from schemas import validator
+from topics.records import OutgoingRecord
+from topics.registry import TopicSpec
+
+log = logging.getLogger(__name__)
+
+EXIT_HALTED = 78  # EX_CONFIG: not restarted by the supervisor; an operator must act
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    """A record on its way to its source's dead-letter topic."""
+
+    record: SourceRecord
+    reason: DeadLetterReason
+    error: BaseException
+    attempts: int = 1
+
+
+def dead_letter_record(
+    dead: DeadLetter, dlq: TopicSpec, *, flow: str, consumer_group: str
+) -> OutgoingRecord:
+    """The DLQ record of `dead`: validated envelope, keyed by the original key."""
+    envelope = dead_letter_envelope(
+        dead.record,
+        flow=flow,
+        consumer_group=consumer_group,
+        reason=dead.reason,
+        error=dead.error,
+        attempts=dead.attempts,
+        failed_at=datetime.now(UTC),
+    )
+    validator(dlq.schema)(envelope)  # an envelope that breaks its schema is a kit bug: fail
+    raw_trace = dead.record.header("traceparent")
+    trace = parse_traceparent(raw_trace.decode("latin-1") if raw_trace else None)
+    headers = [
+        ("request_id", str(uuid.uuid4()).encode()),
+        ("traceparent", (trace.child() if trace else new_traceparent()).header().encode()),
+        ("schema", dlq.schema.encode()),
+        ("dlq_id", envelope["dlq_id"].encode()),
+    ]
+    if envelope["tenant"] is not None:
+        headers.insert(0, ("tenant", envelope["tenant"].encode()))
+    # The original key, so a key's dead letters stay in order on one DLQ partition; a record
+    # without a key gets none (spread by the partitioner).
+    key = envelope["original_key"]
+    return OutgoingRecord(dlq.name, key, orjson.dumps(envelope), headers)
+
+
+def halted_path(stack_dir: Path, app_id: str, port: int) -> Path:
+    """Where a halted worker leaves its reason for `soma status`."""
+    return stack_dir / "run" / "halted" / f"{app_id}@{port}.json"
+
+
+def read_halted(stack_dir: Path, app_id: str, port: int) -> dict[str, object] | None:
+    """The halt reason a worker left, or None."""
+    try:
+        loaded: dict[str, object] = json.loads(halted_path(stack_dir, app_id, port).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+    return loaded
+
+
+def clear_halted(stack_dir: Path, app_id: str, port: int) -> None:
+    """A (re)started worker is no longer halted."""
+    halted_path(stack_dir, app_id, port).unlink(missing_ok=True)
+
+
+def halt(stack_dir: Path, app_id: str, port: int, flow: str, reason: str) -> NoReturn:
+    """Stop the worker for good: one log line, the reason on disk, exit without acking.
+
+    The batch that crossed the limit is neither dead-lettered nor committed: after the fix,
+    the restarted worker processes it again from the last committed offset.
+    """
+    message = (
+        f"flow {flow} halted: {reason}. Dead-lettering stopped so a bad deploy or a bad "
+        "producer cannot move the whole topic into the DLQ; inspect the DLQ, fix the cause, "
+        "then restart the worker (`soma up`)."
+    )
+    log.critical(message)
+    path = halted_path(stack_dir, app_id, port)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"flow": flow, "reason": reason, "at": time.time()}))
+    logging.shutdown()
+    os._exit(EXIT_HALTED)

@@ -1,0 +1,192 @@
+"""Every use of a private faust-streaming API, in one place, pinned to one version.
+
+The project depends on faust-streaming == FAUST_VERSION (pyproject.toml pins it). What this module
+overrides, copies or relies on is listed in UPSTREAM, and tests/unit/test_faust_internals.py
+fingerprints those upstream functions: an upgrade that changes one fails that test loudly, and
+whoever upgrades re-reads the upstream code, adapts this module and updates the fingerprints.
+
+What is here and why:
+
+- `DurableTable`: a table whose changelog sends a batch can await (commit-order step 2). It
+  overrides only `send_changelog` to keep each send's future, so upstream `on_key_set` and
+  `on_key_del` (and their TTL bookkeeping for windowed tables) run unchanged.
+- `acting_for`: sets Faust's current-event context variable, because `take_events` fills its
+  buffer in a background task and the RocksDB store picks a key's partition database from the
+  current event.
+- `disown`: marks an event's message acked without telling the consumer, so the `finally` of
+  `take_events` (which acks every event of a batch) does not ack an event of a partition this
+  worker lost: an offset acked after revocation stays in the consumer's acked list and could be
+  committed over unprocessed records if the partition came back.
+- `SeekFirstRecovery` / `SomaTableManager`: recovery that seeks stream partitions to their
+  committed offsets before resuming them, and rewinds never-committed partitions to their
+  earliest offset. Stock 0.15.3 resumes first and seeks after, so records fetched in between
+  look like a gap that Faust then treats as acked, and a partition without a commit resumes
+  at its high watermark after a hand-over (records skipped for good). Seen here, see git log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, cast
+
+import faust
+from faust import streams as faust_streams
+from faust.tables.manager import TableManager
+from faust.tables.recovery import Recovery
+from faust.types import TP, EventT
+from faust.types.tuples import FutureMessage
+
+FAUST_VERSION = "0.15.3"
+
+# Upstream functions this module overrides, copies or depends on the behaviour of.
+UPSTREAM: tuple[str, ...] = (
+    "faust.tables.base:Collection.send_changelog",  # overridden (wrapped) by DurableTable
+    "faust.tables.table:Table.on_key_set",  # must call send_changelog (we rely on it)
+    "faust.tables.table:Table.on_key_del",  # must call send_changelog (we rely on it)
+    "faust.tables.recovery:Recovery.on_recovery_completed",  # copied into SeekFirstRecovery
+    "faust.tables.manager:TableManager.recovery",  # overridden by SomaTableManager
+    "faust.streams:Stream.take_events",  # acks every event of a batch in `finally` (disown)
+    "faust.types.tuples:Message.ack",  # a message already marked acked is skipped (disown)
+    "faust.transport.consumer:Consumer.ack",  # adds to _acked only when not yet acked
+)
+
+
+class DurableTable(faust.Table):
+    """A Faust table whose changelog sends a batch can await before its events are acked."""
+
+    _unconfirmed: list[FutureMessage]
+    _metadata_ready: bool = False
+
+    def send_changelog(self, *args: Any, **kwargs: Any) -> FutureMessage:
+        fut = super().send_changelog(*args, **kwargs)
+        self._pending_sends().append(fut)
+        return fut
+
+    def _pending_sends(self) -> list[FutureMessage]:
+        try:
+            return self._unconfirmed
+        except AttributeError:
+            self._unconfirmed = []
+            return self._unconfirmed
+
+    async def prepare_changelog(self) -> None:
+        """Load the changelog's metadata into the producer (once).
+
+        `use_partitioner` picks the partition when the write is queued, which needs the topic's
+        partition list; Faust fetches it while declaring topics, and we declare none.
+        """
+        if not self._metadata_ready:
+            producer = self.app.producer._ensure_producer()  # type: ignore[attr-defined]
+            await producer.partitions_for(self.changelog_topic.get_topic_name())
+            self._metadata_ready = True
+
+    async def changelog_durable(self) -> int:
+        """Wait until the broker acknowledged every changelog record sent so far."""
+        pending, self._unconfirmed = self._pending_sends(), []
+        if pending:
+            await asyncio.gather(*pending)
+        return len(pending)
+
+
+@contextmanager
+def acting_for(event: EventT) -> Iterator[None]:
+    """Make `event` the current event while a key is written outside the stream's own task."""
+    token = faust_streams._current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        faust_streams._current_event.reset(token)
+
+
+def disown(event: EventT) -> None:
+    """Keep `event` from being acked (and so committed) by this worker: it lost the partition."""
+    event.message.acked = True
+
+
+def assigned_actives(app: faust.App) -> set[TP]:
+    """The source partitions this worker actively owns right now."""
+    return set(app.assignor.assigned_actives())
+
+
+def worker_ready(app: faust.App) -> bool:
+    """True once the worker holds an assignment and its tables are recovered."""
+    recovery = cast(TableManager, app.tables).recovery
+    return not app.rebalancing and not app.in_recovery and recovery.completed.is_set()
+
+
+class SeekFirstRecovery(Recovery):
+    """Recovery that seeks stream partitions to their commits before resuming them."""
+
+    async def on_recovery_completed(self, generation_id: int = 0) -> None:
+        # faust 0.15.3's method, with resume_partitions moved after perform_seek and
+        # never-committed partitions rewound (see the module docstring).
+        consumer = self.app.consumer
+        self.log.info("Restore complete!")
+        await self.app.on_rebalance_complete.send()
+        self._set_recovery_ended()
+        callback_coros = [
+            asyncio.ensure_future(
+                table.on_recovery_completed(
+                    self.actives_for_table[table], self.standbys_for_table[table]
+                )
+            )
+            for table in self.tables.values()
+        ]
+        if callback_coros:
+            await asyncio.wait(callback_coros)
+        assignment = consumer.assignment()
+        if self.app.consumer_generation_id != generation_id:
+            self.log.warning(
+                "Recovery rebalancing again app id %s param %s",
+                self.app.consumer_generation_id,
+                generation_id,
+            )
+            return
+        if assignment:
+            self.log.info("Seek stream partitions to committed offsets (before resuming).")
+            await self._wait(consumer.perform_seek(), timeout=self.app.conf.broker_request_timeout)
+            await self._rewind_uncommitted(assignment)
+        consumer.resume_partitions({tp for tp in assignment if not self._is_changelog_tp(tp)})
+        self.completed.set()
+        self.app.flow_control.resume()
+        consumer.resume_flow()
+        await cast(Any, self.app)._fetcher.maybe_start()
+        self.tables.on_actives_ready()
+        if not self.app.assignor.assigned_standbys():
+            self.tables.on_standbys_ready()
+        self.app.on_rebalance_end()
+        self.log.info("Worker ready")
+
+    async def _rewind_uncommitted(self, assignment: set[TP]) -> None:
+        if self.app.conf.consumer_auto_offset_reset != "earliest":
+            return
+        consumer = self.app.consumer
+        never = [
+            tp
+            for tp in assignment
+            if not self._is_changelog_tp(tp)
+            and cast(Any, consumer)._committed_offset.get(tp) is None
+        ]
+        if never:
+            self.log.info(
+                "Rewinding never-committed partitions to their earliest offset: %s", sorted(never)
+            )
+            earliest = await asyncio.wait_for(
+                consumer.earliest_offsets(*never),
+                timeout=self.app.conf.broker_request_timeout,
+            )
+            for tp, offset in earliest.items():
+                await consumer.seek(tp, offset)
+
+
+class SomaTableManager(TableManager):
+    """Faust's table manager with the seek-first recovery (set as the `TableManager` setting)."""
+
+    @property
+    def recovery(self) -> Recovery:
+        if self._recovery is None:
+            self._recovery = SeekFirstRecovery(self.app, self, beacon=self.beacon, loop=self.loop)
+        return self._recovery

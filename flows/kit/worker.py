@@ -1,0 +1,208 @@
+"""Build and run one worker of a flow from its spec: the Faust app, tables, agent and pages."""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, cast
+
+import faust
+from faust.types import TP
+
+from flows.catalog import flow_spec
+from flows.errors import ChangelogMismatch, PartitionCountMismatch, SourceTopicMissing
+from flows.kit.batches import FlowRuntime
+from flows.kit.commit import run_batches
+from flows.kit.dead_letters import clear_halted, halt
+from flows.kit.faust_internals import DurableTable, SomaTableManager, assigned_actives
+from flows.kit.pages import register_pages
+from flows.spec import FlowSpec
+from processors.worker_identity import worker_client_id
+from soma.settings import Settings, get_settings
+from topics.admin import apply_topics, partition_counts
+from topics.producer import EventProducer
+from topics.registry import DLQ_MAX_MESSAGE_BYTES, TopicRegistry, TopicSpec
+
+
+@dataclass(frozen=True)
+class WorkerPlace:
+    """Where one worker process of a flow runs: its group, web endpoint and state directory."""
+
+    app_id: str  # consumer group id and prefix of changelog topic names
+    port: int
+    host: str = "127.0.0.1"
+    data_dir: Path | None = None
+
+    def resolved_data_dir(self, settings: Settings) -> Path:
+        """The given directory, else `<stack_dir>/flows/<app_id>/<port>`."""
+        if self.data_dir is not None:
+            return self.data_dir
+        return settings.stack_dir / "flows" / self.app_id / str(self.port)
+
+
+def default_app_id(spec: FlowSpec, settings: Settings) -> str:
+    """The group of a flow: a topic prefix isolates a whole stack, so its groups too."""
+    return f"{settings.topic_prefix}{spec.app_id}"
+
+
+def create_app(settings: Settings, place: WorkerPlace) -> faust.App:
+    """A Faust app configured the one way SomaStream runs Faust."""
+    data_dir = place.resolved_data_dir(settings)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    conf: dict[str, Any] = {
+        # aiokafka driver: Faust's confluent:// driver never received its assignment here.
+        "broker": [f"kafka://{host.strip()}" for host in settings.kafka_bootstrap.split(",")],
+        "store": "rocksdb://",  # rocksdict, picked up by faust-streaming when importable
+        "datadir": str(data_dir),
+        "Table": DurableTable,  # every table can await its changelog (commit order step 3)
+        "TableManager": SomaTableManager,  # seek before resuming after recovery
+        "web_enabled": True,
+        "web_bind": place.host,
+        "web_host": place.host,
+        "web_port": place.port,
+        # Group members are named after their web endpoint: the gateway finds a key's owner.
+        "broker_client_id": worker_client_id(place.host, place.port),
+        "producer_acks": -1,
+        # A killed worker's partitions stay unowned until its session expires: Faust's 60 s
+        # default meant a minute of 503s from the state API after every kill -9.
+        "broker_session_timeout": 10.0,
+        "broker_heartbeat_interval": 1.0,
+        "consumer_auto_offset_reset": "earliest",
+        # Registry topics belong to `soma topics apply` and changelogs to ensure_changelog();
+        # Faust creates nothing, so a typo cannot silently create a topic with wrong settings.
+        "topic_allow_declare": False,
+        "topic_disable_leader": True,  # no @app.timer(on_leader=True) anywhere
+        "autodiscover": False,
+    }
+    return faust.App(place.app_id, **conf)
+
+
+def source_partitions(settings: Settings, sources: list[TopicSpec], sinks: list[str]) -> int:
+    """The sources' common partition count (the co-partition check); every sink must exist."""
+    found = partition_counts(settings, [spec.name for spec in sources] + sinks)
+    missing = [name for name in sinks if found.pop(name) is None]
+    if missing:
+        raise SourceTopicMissing(", ".join(missing))
+    counts: dict[str, int] = {}
+    for name, count in found.items():
+        if count is None:
+            raise SourceTopicMissing(name)
+        counts[name] = count
+    if len(set(counts.values())) != 1:
+        raise PartitionCountMismatch(counts)
+    return next(iter(counts.values()))
+
+
+def ensure_changelog(settings: Settings, name: str, partitions: int) -> None:
+    """Create a table's compacted changelog with the sources' partition count, or refuse drift."""
+    from processors.keys import KeyRule
+
+    spec = TopicSpec(
+        name=name,
+        partitions=partitions,
+        key_rule=KeyRule.ORIGINAL,
+        schema="changelog",
+        cleanup_policy="compact",
+        description="Faust table changelog",
+    )
+    report = apply_topics(settings, [spec])
+    if name in report.drift:
+        raise ChangelogMismatch(name, report.drift[name])
+
+
+def build_worker(spec: FlowSpec, settings: Settings, place: WorkerPlace) -> faust.App:
+    """The app of one worker of `spec`, with its agent, tables and pages (nothing started)."""
+    app = create_app(settings, place)
+    registry = TopicRegistry(settings.topic_prefix)
+    sources = [registry.get(name) for name in spec.sources]
+    sinks = [s.dlq for s in sources if s.dlq] + [registry.get(o).name for o in spec.outputs]
+    partitions = source_partitions(settings, sources, sinks)
+    topic = app.topic(
+        *[s.name for s in sources],
+        key_type=bytes,
+        value_type=bytes,
+        # Raw bytes in, decoded by the kit's intake: with Faust's default JSON serializer a
+        # value that is not JSON made the stream stop delivering (seen here), not fail.
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=partitions,
+    )
+    tables: dict[str, DurableTable] = {}
+    for table_spec in spec.tables:
+        table = app.Table(
+            table_spec.name,
+            key_type=bytes,
+            value_type=bytes,
+            partitions=partitions,
+            use_partitioner=True,  # changelog partition = murmur2(key): the source's partition
+        )
+        assert isinstance(table, DurableTable)  # create_app() makes every table durable
+        ensure_changelog(settings, table.changelog_topic.get_topic_name(), partitions)
+        tables[table_spec.name] = table
+
+    def halt_worker(reason: str) -> None:
+        halt(settings.stack_dir, place.app_id, place.port, spec.name, reason)
+
+    runtime = FlowRuntime(
+        spec=spec,
+        settings=settings,
+        app_id=place.app_id,
+        partitions=partitions,
+        tables=tables,
+        owned=lambda: cast(set[TP], assigned_actives(app)),
+        rebalancing=lambda: bool(app.rebalancing),
+        halt=halt_worker,
+    )
+
+    @app.agent(topic, name=spec.name)
+    async def run_flow(stream: faust.StreamT) -> None:
+        async with AsyncExitStack() as stack:
+            producer = EventProducer(
+                settings, registry, **{"message.max.bytes": DLQ_MAX_MESSAGE_BYTES + 65536}
+            )
+            stack.callback(producer.close)
+            runtime.producer = producer
+            if spec.resources is not None:
+                runtime.resources = await stack.enter_async_context(spec.resources(settings))
+            batches = cast(faust.Stream, stream).take_events(
+                spec.batch.max_events, within=spec.batch.within_s
+            )
+            await run_batches(batches, runtime.process)
+
+    register_pages(app, runtime, sources[0].name)
+    clear_halted(settings.stack_dir, place.app_id, place.port)
+    return app
+
+
+def prepare_worker(
+    name: str,
+    *,
+    port: int | None = None,
+    data_dir: Path | None = None,
+    app_id: str | None = None,
+    settings: Settings | None = None,
+) -> tuple[faust.App, WorkerPlace]:
+    """Build the app of flow `name` for one worker (nothing started yet)."""
+    settings = settings or get_settings()
+    spec = flow_spec(name)
+    place = WorkerPlace(
+        app_id=app_id or default_app_id(spec, settings),
+        host=settings.worker_host,
+        port=port or settings.worker_base_port,
+        data_dir=data_dir,
+    )
+    return build_worker(spec, settings, place), place
+
+
+def run_worker(
+    name: str,
+    *,
+    port: int | None = None,
+    data_dir: Path | None = None,
+    app_id: str | None = None,
+    loglevel: str = "info",
+) -> None:
+    """Start the worker and block until it is stopped (SIGTERM/SIGINT stop it cleanly)."""
+    app, _ = prepare_worker(name, port=port, data_dir=data_dir, app_id=app_id)
+    faust.Worker(app, loglevel=loglevel).execute_from_commandline()

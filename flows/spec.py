@@ -1,0 +1,140 @@
+"""Declaring a flow: what it reads, keeps, writes and shows. Everything else derives from a spec.
+
+A flow module holds a `SPEC = FlowSpec(...)` and a handler that calls pure processors. It must
+stay cheap to import (no Faust, no broker client at module level): the gateway's state routes,
+the plane's process list, the scrape targets and the docs' flow table all read the specs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+from processors.dead_letters import DeadLetterReason
+from processors.intake import Event
+from processors.keys import KeyRule
+from processors.policies import (
+    BATCH_DEFAULT,
+    DLQ_LIMIT_DEFAULT,
+    RETRY_UNTIL_IT_PASSES,
+    BatchPolicy,
+    DlqLimit,
+    RetryPolicy,
+)
+from soma.settings import Settings
+
+V = TypeVar("V")
+
+
+@dataclass(frozen=True)
+class TableSpec(Generic[V]):
+    """A changelog-backed table; its keys must be co-partitioned with the flow's sources."""
+
+    name: str
+    encode: Callable[[V], Mapping[str, Any]]  # to the JSON object stored and sent to the changelog
+    decode: Callable[[Mapping[str, Any]], V]
+    default: V  # what `get` answers for a key never written
+    key_rule: KeyRule = KeyRule.TENANT_SESSION
+
+
+@dataclass(frozen=True)
+class StatePage:
+    """A read of one table key, served by the owning worker and routed by the gateway.
+
+    Worker: `GET /state/<name>/{key}`. Gateway: `GET /v1/state/<name>/{id}` (and each alias),
+    where the key is built from the caller's tenant and `id` with `key_rule`, so a tenant can
+    only name its own keys.
+    """
+
+    name: str
+    table: str
+    key_rule: KeyRule
+    summary: str
+    aliases: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Output:
+    """An event the flow sends to a registry topic inside its commit order."""
+
+    topic: str  # registry name; the settings' prefix is applied by the kit
+    event: Mapping[str, Any]
+    cause: Event | None = None  # the source event: its tenant, request id and trace carry over
+    tenant: str | None = None  # defaults to the cause's tenant
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A source event the handler refuses for good: it becomes a dead letter."""
+
+    event: Event
+    error: BaseException
+    reason: DeadLetterReason = DeadLetterReason.REJECTED
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What a handler asks the kit to make durable for one batch."""
+
+    writes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # table -> key -> value
+    outputs: Sequence[Output] = ()
+    rejected: Sequence[Rejected] = ()
+
+
+class TableView(Protocol):
+    """A table as the handler sees it: stored values plus this batch's earlier writes."""
+
+    def get(self, key: str) -> Any: ...
+
+
+class FlowContext(Protocol):
+    """What a handler may use besides its events."""
+
+    settings: Settings
+    resources: Any  # what `FlowSpec.resources` opened, or None
+
+    def table(self, name: str) -> TableView: ...
+
+
+Handler = Callable[[Sequence[Event], FlowContext], "BatchResult | Awaitable[BatchResult]"]
+Resources = Callable[[Settings], AbstractAsyncContextManager[Any]]
+
+
+@dataclass(frozen=True)
+class FlowSpec:
+    """One always-on flow, declared once.
+
+    Handlers must be idempotent in effect: the kit re-runs them after a transient failure, to
+    isolate a poison record, and after a crash (at-least-once delivery); table writes and
+    outputs are only made durable once a run succeeded.
+    """
+
+    name: str  # `soma flow run NAME`, metric label, process name `flow-NAME`
+    app_id: str  # consumer group and changelog prefix (the settings' topic prefix is prepended)
+    sources: tuple[str, ...]  # registry topic names; each has its own `<source>.dlq`
+    handler: Handler
+    description: str
+    tables: tuple[TableSpec[Any], ...] = ()
+    outputs: tuple[str, ...] = ()  # registry topics the handler may send to
+    state_pages: tuple[StatePage, ...] = ()
+    resources: Resources | None = None  # opened once per worker, passed as `ctx.resources`
+    batch: BatchPolicy = BATCH_DEFAULT
+    retry: RetryPolicy = RETRY_UNTIL_IT_PASSES
+    dlq_limit: DlqLimit = DLQ_LIMIT_DEFAULT
+    workers: int = 1  # processes `make up` runs in the group
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            raise ValueError(f"flow {self.name!r} reads no source topic")
+        tables = {t.name for t in self.tables}
+        for page in self.state_pages:
+            if page.table not in tables:
+                raise ValueError(f"flow {self.name!r}: page {page.name!r} reads unknown table")
+
+    def table(self, name: str) -> TableSpec[Any]:
+        for table in self.tables:
+            if table.name == name:
+                return table
+        raise KeyError(f"flow {self.name!r} has no table {name!r}")

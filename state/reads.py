@@ -1,0 +1,98 @@
+"""Read one key of a flow's state: find the worker that owns its partition and ask it."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from processors.keys import KeyRule, record_key
+from processors.partitioning import partition_for
+from soma.secrets import INTERNAL_HEADER, internal_token
+from soma.settings import Settings
+from state.catalog import PageRoute, page_routes
+from state.errors import StateUnavailable, UnknownStatePage
+from state.locator import GroupLocator
+from topics.registry import TopicRegistry
+
+WORKER_TIMEOUT_S = 1.0
+
+
+class StateReader:
+    """The gateway's one way into flow state; shares one locator and one HTTP client."""
+
+    def __init__(self, settings: Settings, locator: GroupLocator | None = None) -> None:
+        self.settings = settings
+        self.locator = locator or GroupLocator(settings)
+        self._registry = TopicRegistry(settings.topic_prefix)
+        self._http = httpx.AsyncClient(
+            timeout=WORKER_TIMEOUT_S,
+            headers={INTERNAL_HEADER: internal_token(settings.stack_dir)},
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+        await self.locator.aclose()
+
+    async def read(
+        self, route: str, tenant: str, ident: str, *, group: str | None = None
+    ) -> dict[str, Any]:
+        """The value of the caller's key on a state page, as its owning worker answers it.
+
+        The key is built from the caller's tenant, so nobody can name another tenant's key.
+        Returns {"tenant", <id field>, "partition", **value}; a key never written answers the
+        table's default. Raises UnknownStatePage, StateUnavailable (retry later: no owner,
+        rebalancing, restoring, broker or worker unreachable), or processors.keys.KeyError_
+        (a ValueError) for an id that cannot form a key.
+        """
+        try:
+            page = page_routes()[route]
+        except KeyError:
+            raise UnknownStatePage(route) from None
+        key = _key(page, tenant, ident)
+        topic = self._registry.get(page.source).name
+        group = group or page.group(self.settings)
+        partition = partition_for(key.encode(), await self.locator.partitions(topic))
+        url = await self.locator.owner_url(group, topic, partition)
+        body = await self._ask(url, page, key)
+        if body is None:
+            self.locator.forget(group)  # the cached assignment is stale; re-read next time
+            raise StateUnavailable(
+                f"{topic}[{partition}] moved to another worker", reason="moved", retry_after_s=1
+            )
+        value = {k: v for k, v in body.items() if k not in ("key", "partition", "owner")}
+        answer: dict[str, Any] = {"tenant": tenant}
+        if page.key_rule is not KeyRule.TENANT:
+            answer[page.id_field] = ident
+        answer["partition"] = partition
+        answer.update(value)
+        return answer
+
+    async def _ask(self, url: str, page: PageRoute, key: str) -> dict[str, Any] | None:
+        """The worker's answer, None when it says it does not own the key."""
+        try:
+            response = await self._http.get(f"{url}/state/{page.page.name}/{quote(key, safe='')}")
+        except httpx.HTTPError as exc:
+            raise StateUnavailable(
+                f"the worker owning the key is unreachable: {exc!r}",
+                reason="unreachable",
+                retry_after_s=2,
+            ) from exc
+        if response.status_code == 421:
+            return None
+        if response.status_code != 200:
+            retry = response.headers.get("Retry-After", "1")
+            raise StateUnavailable(
+                f"the worker owning the key answered {response.status_code}",
+                reason="restoring" if response.status_code == 503 else "worker",
+                retry_after_s=int(retry) if retry.isdigit() else 1,
+            )
+        body: dict[str, Any] = response.json()
+        return body if body.get("owner") is True else None
+
+
+def _key(page: PageRoute, tenant: str, ident: str) -> str:
+    if page.key_rule is KeyRule.TENANT:
+        return record_key(KeyRule.TENANT, {}, tenant)
+    return record_key(page.key_rule, {page.id_field: ident}, tenant)
