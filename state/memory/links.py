@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from psycopg_pool import AsyncConnectionPool
 
 from processors.memory import MemoryLink
 from processors.memory_keys import MemoryScope
-from state.memory.pg import scoped
+from state.memory.pg import open_pool, scoped
 
 _INSERT = """
 INSERT INTO memory_links (from_key, to_key, type, weight, tenant, namespace, universe)
@@ -25,10 +27,22 @@ class PostgresLinkStore:
     replayed as often as the events that make them, and a replay must not rewrite history.
     """
 
-    def __init__(self, pool: AsyncConnectionPool) -> None:
+    def __init__(self, pool: AsyncConnectionPool, *, owns_pool: bool = False) -> None:
         self._pool = pool
+        self._owns_pool = owns_pool  # True: open on first use, close in aclose
+        self._lock = asyncio.Lock()
+
+    async def _ready(self) -> None:
+        if self._owns_pool:
+            async with self._lock:
+                await open_pool(self._pool)
+
+    async def aclose(self) -> None:
+        if self._owns_pool:
+            await self._pool.close()
 
     async def link(self, link: MemoryLink) -> None:
+        await self._ready()
         async with scoped(self._pool, link.scope) as conn:
             await conn.execute(
                 _INSERT,
@@ -44,6 +58,7 @@ class PostgresLinkStore:
             )
 
     async def links(self, scope: MemoryScope, from_key: str) -> list[MemoryLink]:
+        await self._ready()
         async with scoped(self._pool, scope) as conn:
             cursor = await conn.execute(_SELECT, (from_key,))
             rows = await cursor.fetchall()
