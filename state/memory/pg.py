@@ -33,7 +33,7 @@ _CONSTRAINT_FIELDS = {
 }
 
 
-def make_pool(dsn: str, *, max_size: int = 10, timeout_s: float = 5.0) -> AsyncConnectionPool:
+def make_pool(dsn: str, *, max_size: int = 10, timeout_s: float = 2.0) -> AsyncConnectionPool:
     """An unopened pool; `open_pool` opens it inside the running loop."""
     return AsyncConnectionPool(
         dsn,
@@ -54,6 +54,15 @@ async def open_pool(pool: AsyncConnectionPool) -> None:
     """Open (once) and wait for the first connection, so `down` shows as BackendUnavailable."""
     if not pool.closed:
         return
+    try:
+        # One direct connection first: a refused connection fails here at once, where the
+        # pool would keep retrying in the background until its timeout.
+        probe = await psycopg.AsyncConnection.connect(pool.conninfo, **(pool.kwargs or {}))
+        await probe.close()
+    except psycopg.Error as exc:
+        raise BackendUnavailable(
+            f"postgres: cannot connect: {str(exc).strip()}", backend=BACKEND, reason="connect"
+        ) from exc
     try:
         await pool.open(wait=True, timeout=CONNECT_TIMEOUT_S + 1)
     except PoolTimeout as exc:

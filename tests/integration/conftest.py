@@ -14,10 +14,14 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Message,
 
 from gateway.app import create_app
 from infra.stack.ports import parse_address, port_open
-from processors.memory_keys import MemoryScope
 from soma.settings import Settings
 from tests.conftest import SettingsFactory
-from tests.support.somabrain import StandIn
+from tests.support.memory_fixtures import (  # noqa: F401  (fixtures)
+    memory_schema,
+    scope_factory,
+    somabrain_standin,
+    standin,
+)
 from topics.admin import apply_topics, delete_topics, high_watermarks
 from topics.registry import TopicRegistry, TopicSpec
 
@@ -151,43 +155,3 @@ def gateway_client() -> GatewayClient:
                 yield client
 
     return run
-
-
-# --- memory backends -------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def memory_schema(stack_ready: Settings) -> Settings:
-    """The memory tables exist (`soma db upgrade` does the same; harmless when current)."""
-    from state.memory.migrate import upgrade
-
-    upgrade(stack_ready.postgres_dsn)
-    return stack_ready
-
-
-@pytest.fixture(scope="session")
-def somabrain_standin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandIn]:
-    """One SomaBrain stand-in process for the session; faults are reset after each test."""
-    standin = StandIn().start(tmp_path_factory.mktemp("standin") / "standin.log")
-    yield standin
-    standin.stop()
-
-
-@pytest.fixture
-def standin(somabrain_standin: StandIn) -> Iterator[StandIn]:
-    """The session's stand-in with no fault on and the observed /link behaviour (404)."""
-    somabrain_standin.fault("none")
-    somabrain_standin.link_api(False)
-    yield somabrain_standin
-    somabrain_standin.fault("none")
-    somabrain_standin.link_api(False)
-
-
-@pytest.fixture
-def scope_factory() -> Callable[..., MemoryScope]:
-    """`scope_factory(namespace="wm", universe="default")`: a scope of a fresh tenant."""
-
-    def make(namespace: str = "wm", universe: str = "default") -> MemoryScope:
-        return MemoryScope(f"t-{uuid.uuid4().hex[:12]}", namespace, universe)
-
-    return make
