@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import psycopg
 from psycopg import AsyncConnection, errors
@@ -17,6 +18,11 @@ CONNECT_TIMEOUT_S = 3
 # One statement (a batch insert, a recall) never runs longer than this: a stuck query must
 # surface as BackendUnavailable, not hold a partition.
 STATEMENT_TIMEOUT_MS = 10_000
+CONNECT_KWARGS: dict[str, Any] = {
+    "connect_timeout": CONNECT_TIMEOUT_S,
+    "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+    "application_name": "somastream-memory",
+}
 # The three settings the row-level-security policies read (state/memory/migrations/0001...).
 SET_SCOPE = (
     "SELECT set_config('soma.tenant', %s, true), set_config('soma.namespace', %s, true),"
@@ -41,11 +47,7 @@ def make_pool(dsn: str, *, max_size: int = 10, timeout_s: float = 2.0) -> AsyncC
         max_size=max_size,
         open=False,
         timeout=timeout_s,
-        kwargs={
-            "connect_timeout": CONNECT_TIMEOUT_S,
-            "options": f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
-            "application_name": "somastream-memory",
-        },
+        kwargs=dict(CONNECT_KWARGS),
         name="soma-memory",
     )
 
@@ -57,7 +59,7 @@ async def open_pool(pool: AsyncConnectionPool) -> None:
     try:
         # One direct connection first: a refused connection fails here at once, where the
         # pool would keep retrying in the background until its timeout.
-        probe = await psycopg.AsyncConnection.connect(pool.conninfo, **(pool.kwargs or {}))
+        probe = await psycopg.AsyncConnection.connect(str(pool.conninfo), **CONNECT_KWARGS)
         await probe.close()
     except psycopg.Error as exc:
         raise BackendUnavailable(
