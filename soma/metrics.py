@@ -97,7 +97,8 @@ MEMORY_BACKEND_BREAKER_TRANSITIONS = Counter(
 )
 
 # counter: backend calls by outcome: ok, unavailable (transient, retry/outbox), rejected
-# (invalid, dead-letter), short_circuited (refused by the open breaker without a call).
+# (invalid, dead-letter), unsupported (no such API, e.g. /link), short_circuited (refused by the
+# open breaker without a call), error (cancelled or a bug).
 MEMORY_BACKEND_CALLS = Counter(
     "soma_memory_backend_calls",
     "Memory backend calls by operation and outcome",

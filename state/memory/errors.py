@@ -36,6 +36,19 @@ class BackendUnavailable(MemoryBackendError):
         self.status = status
 
 
+class OperationUnsupported(MemoryBackendError):
+    """The backend has no such operation (SomaBrain answers 404 on /link): use a fallback.
+
+    Not a failure of the backend: it answered. Callers in this package handle it; it never
+    reaches a flow.
+    """
+
+    def __init__(self, message: str, *, backend: str, operation: str) -> None:
+        super().__init__(message)
+        self.backend = backend
+        self.operation = operation
+
+
 class BackendRejected(MemoryBackendError):
     """The backend says this write is invalid: retrying cannot help, dead-letter it.
 

@@ -20,7 +20,7 @@ from processors.backend_policy import (
 )
 from processors.breaker import CircuitBreaker
 from soma import metrics
-from state.memory.errors import BackendRejected, BackendUnavailable
+from state.memory.errors import BackendRejected, BackendUnavailable, OperationUnsupported
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -85,6 +85,10 @@ class HealthMonitor:
         except BackendRejected:
             outcome = "rejected"
             self.breaker.record_success()  # the service answered: it is alive
+            raise
+        except OperationUnsupported:
+            outcome = "unsupported"
+            self.breaker.record_success()
             raise
         except BaseException:
             outcome = "error"

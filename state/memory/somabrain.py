@@ -26,11 +26,11 @@ from processors.memory import (
 from processors.memory_keys import MemoryScope
 from soma import metrics
 from state.memory import somabrain_body as body
-from state.memory.errors import BackendUnavailable
+from state.memory.errors import BackendUnavailable, OperationUnsupported
 from state.memory.health import HealthMonitor
 from state.memory.links import PostgresLinkStore
 from state.memory.retry import Sleep, call_with_retries
-from state.memory.somabrain_http import BACKEND, LinkApiMissing, Reply, SomaBrainTransport
+from state.memory.somabrain_http import BACKEND, Reply, SomaBrainTransport
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -132,7 +132,7 @@ class SomaBrainClient:
                 "link", "/link", body.link(link), tenant=link.tenant, attempts_override=1
             )
             self.link_api = True
-        except LinkApiMissing:
+        except OperationUnsupported:
             self.link_api = False
             self.monitor.notes["links"] = "links kept in Postgres: the service has no /link (404)"
             log.warning("somabrain: /link answered 404; links are kept in Postgres only")

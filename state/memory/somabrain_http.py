@@ -22,13 +22,14 @@ from opentelemetry.trace import (
 
 from processors.backend_policy import parse_retry_after
 from processors.tracing import TraceParent, new_traceparent, parse_traceparent
-from state.memory.errors import BackendRejected, BackendUnavailable, MemoryBackendError
+from state.memory.errors import (
+    BackendRejected,
+    BackendUnavailable,
+    MemoryBackendError,
+    OperationUnsupported,
+)
 
 BACKEND = "somabrain"
-
-
-class LinkApiMissing(Exception):
-    """The service answered 404 on /link (the observed real service has no link API)."""
 
 
 @dataclass(frozen=True)
@@ -151,13 +152,16 @@ def _transport_error(exc: httpx.HTTPError) -> BackendUnavailable:
     )
 
 
-def error_for(response: httpx.Response, path: str) -> MemoryBackendError | LinkApiMissing:
+def error_for(response: httpx.Response, path: str) -> MemoryBackendError:
     """What a non-2xx answer means for the write (DESIGN.md, how the real service answers)."""
     status = response.status_code
     retry_after = parse_retry_after(response.headers.get("Retry-After"), time.time())
     body = _json_or_none(response)
     if status == 404 and path.rstrip("/").endswith("/link"):
-        return LinkApiMissing(path)
+        # The observed real service has no link API.
+        return OperationUnsupported(
+            f"somabrain: no {path} (404)", backend=BACKEND, operation="link"
+        )
     if status in (400, 413, 422):
         field, reason, index = _validation_detail(body)
         return BackendRejected(
