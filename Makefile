@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install stack-up stack-down stack-status topics up down status lint format typecheck docs test test-unit bench clean
+.PHONY: help install stack-up stack-down stack-status topics db up down status lint format typecheck docs test test-unit bench clean
 
 help: ## List the targets and what they do
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -31,7 +31,10 @@ stack-status: install ## Show what of the stack runs where
 topics: stack-up ## Create the registered topics and report drift
 	$(BIN)/soma topics apply
 
-up: topics ## Install everything, start the stack, apply topics, run the gateway and all flows
+db: stack-up ## Apply the memory schema migrations to the main database and the replica
+	$(BIN)/soma db upgrade
+
+up: topics db ## Install everything, start the stack, apply topics and migrations, run the plane
 	$(BIN)/soma up
 	@$(BIN)/soma stack status
 	@echo "dev token:  $(BIN)/soma token --tenant t1"
@@ -64,6 +67,7 @@ test-unit: install ## Unit tests only (no servers needed)
 
 test: install lint typecheck docs stack-up ## Lint, typecheck, docs, then every test against the real stack
 	$(BIN)/soma topics apply
+	$(BIN)/soma db upgrade
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: stack-up ## Benchmarks: gateway ingest vs raw confluent-kafka, latency p50/p99

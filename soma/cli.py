@@ -8,6 +8,7 @@ import httpx
 import typer
 
 from soma import plane
+from soma.cli_db import db_app
 from soma.cli_flow import flow_app, job_app
 from soma.cli_gateway import gateway_app, token
 from soma.cli_stack import stack_app
@@ -17,6 +18,7 @@ from soma.settings import get_settings
 app = typer.Typer(help="SomaStream: the streaming memory and event plane.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
 app.add_typer(topics_app, name="topics")
+app.add_typer(db_app, name="db")
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(flow_app, name="flow")
 app.add_typer(job_app, name="job")

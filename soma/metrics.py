@@ -107,3 +107,68 @@ FLOW_TABLE_WRITES = Counter(
 
 # gauge: 1 while a flow is halted by its dead-letter limit (the worker then exits), else 0.
 FLOW_HALTED = Gauge("soma_flow_halted", "1 when the dead-letter limit halted the flow", ["flow"])
+
+# --- memory backends (state/memory/) -------------------------------------------------------------
+# Label `backend` is `postgres` or `somabrain`; `operation` is remember, remember_batch, link,
+# links, recall or probe.
+
+# gauge: current health mode of a memory backend: 0 normal, 1 degraded, 2 down.
+MEMORY_BACKEND_MODE = Gauge(
+    "soma_memory_backend_mode",
+    "Health mode of the memory backend (0 normal, 1 degraded, 2 down)",
+    ["backend"],
+)
+
+# counter: health mode changes, by the mode left and the mode entered (one log line each).
+MEMORY_BACKEND_MODE_CHANGES = Counter(
+    "soma_memory_backend_mode_changes",
+    "Health mode transitions of the memory backend",
+    ["backend", "from_mode", "to_mode"],
+)
+
+# gauge: circuit breaker state of a memory backend: 0 closed, 1 half-open, 2 open.
+MEMORY_BACKEND_BREAKER_STATE = Gauge(
+    "soma_memory_backend_breaker_state",
+    "Circuit breaker state of the memory backend (0 closed, 1 half-open, 2 open)",
+    ["backend"],
+)
+
+# counter: circuit breaker transitions, by the state left and the state entered.
+MEMORY_BACKEND_BREAKER_TRANSITIONS = Counter(
+    "soma_memory_backend_breaker_transitions",
+    "Circuit breaker transitions of the memory backend",
+    ["backend", "from_state", "to_state"],
+)
+
+# counter: backend calls by outcome: ok, unavailable (transient, retry/outbox), rejected
+# (invalid, dead-letter), unsupported (no such API, e.g. /link), short_circuited (refused by the
+# open breaker without a call), error (cancelled or a bug).
+MEMORY_BACKEND_CALLS = Counter(
+    "soma_memory_backend_calls",
+    "Memory backend calls by operation and outcome",
+    ["backend", "operation", "outcome"],
+)
+
+# histogram: seconds one backend call attempt took (retries are separate attempts), probes too.
+MEMORY_BACKEND_CALL_SECONDS = Histogram(
+    "soma_memory_backend_call_seconds",
+    "Duration of one memory backend call attempt in seconds",
+    ["backend", "operation"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
+# counter: retries of a backend call, by the reason of the failure that caused it (timeout,
+# connect, server_error, rate_limited, service_breaker_open, ...).
+MEMORY_BACKEND_RETRIES = Counter(
+    "soma_memory_backend_retries",
+    "Retries of memory backend calls by failure reason",
+    ["backend", "operation", "reason"],
+)
+
+# gauge: 1 when links are kept in our Postgres link table because the service has no /link
+# (SomaBrain answers 404), 0 when the service stores them itself.
+MEMORY_BACKEND_LINKS_LOCAL = Gauge(
+    "soma_memory_backend_links_local",
+    "Whether memory links are kept locally because the backend has no link API (1 yes, 0 no)",
+    ["backend"],
+)

@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from psycopg.conninfo import make_conninfo
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from soma.errors import ConfigError
 
 # A secret that ships in the repository: fine on a laptop, refused anywhere else.
 DEV_PLACEHOLDER_SECRET = "dev-insecure-change-me"
+REPLICA_DBNAME = "soma_replica"
 
 
 class Settings(BaseSettings):
@@ -29,6 +31,15 @@ class Settings(BaseSettings):
     topic_prefix: str = ""  # isolates a whole topic set (tests, side-by-side stacks)
     redis_url: str = "redis://127.0.0.1:6379/0"
     postgres_dsn: str = "postgresql://soma:soma@127.0.0.1:5433/soma"
+    # The replica a later flow copies acknowledged writes into; unset means the database
+    # `soma_replica` beside postgres_dsn (the stack creates it, `soma db upgrade` migrates it).
+    replica_dsn: str | None = None
+
+    # Memory backends (state/memory/): SomaBrain when base_url is set, Postgres otherwise.
+    api_token: SecretStr | None = None  # bearer token for SomaBrain (upstream: SOMA_API_TOKEN)
+    memory_timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0  # one backend call attempt
+    memory_probe_timeout_s: Annotated[float, Field(gt=0, le=1.5)] = 1.0  # the fast probe
+    memory_pool_max: Annotated[int, Field(ge=1, le=100)] = 10  # Postgres connections per process
 
     # HS256 signing keys by key id; the active kid signs, every listed kid verifies (rotation).
     jwt_keys: dict[str, str] = Field(default_factory=lambda: {"dev": DEV_PLACEHOLDER_SECRET})
@@ -55,6 +66,12 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return json.loads(value)
         return value
+
+    def replica_postgres_dsn(self) -> str:
+        """SOMA_REPLICA_DSN, or the `soma_replica` database beside SOMA_POSTGRES_DSN."""
+        if self.replica_dsn:
+            return self.replica_dsn
+        return make_conninfo(self.postgres_dsn, dbname=REPLICA_DBNAME)
 
     def check_secrets(self) -> None:
         """Refuse to run outside dev mode with the placeholder secret or no signing key."""

@@ -49,12 +49,13 @@ class PostgresPaths:
 
 @dataclass(frozen=True)
 class Database:
-    """The role, password and database the settings DSN expects to find."""
+    """The role, password and databases the settings DSNs expect to find."""
 
     address: Address
     user: str
     password: str
     dbname: str
+    replica_dbname: str | None = None  # None: the replica DSN points at another server or role
 
     @classmethod
     def of(cls, settings: Settings) -> Database:
@@ -63,7 +64,16 @@ class Database:
         if missing:
             raise StackError(f"SOMA_POSTGRES_DSN must name {missing} for the local stack to create")
         address = Address(str(info.get("host") or "127.0.0.1"), int(info.get("port") or 5432))
-        return cls(address, str(info["user"]), str(info["password"]), str(info["dbname"]))
+        replica = conninfo_to_dict(settings.replica_postgres_dsn())
+        replica_address = Address(
+            str(replica.get("host") or "127.0.0.1"), int(replica.get("port") or 5432)
+        )
+        # Only a replica on our own cluster and role is ours to create.
+        ours = replica_address == address and replica.get("user") == info["user"]
+        replica_dbname = str(replica["dbname"]) if ours and replica.get("dbname") else None
+        return cls(
+            address, str(info["user"]), str(info["password"]), str(info["dbname"]), replica_dbname
+        )
 
 
 def postgres_pid(settings: Settings) -> int | None:
@@ -145,7 +155,7 @@ def postgres_status(settings: Settings) -> ServiceStatus:
 def _ensure_role_and_database(bin_dir: Path, paths: PostgresPaths, db: Database) -> None:
     # Idempotent; the password is reset to the DSN's on every `up`, so changing the DSN just works.
     # SQL goes through stdin so the password never shows on a command line.
-    role, name = _ident(db.user), _ident(db.dbname)
+    role = _ident(db.user)
     script = (
         "DO $$BEGIN\n"
         f"  IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {_literal(db.user)}) THEN\n"
@@ -153,10 +163,13 @@ def _ensure_role_and_database(bin_dir: Path, paths: PostgresPaths, db: Database)
         "  END IF;\n"
         "END$$;\n"
         f"ALTER ROLE {role} LOGIN PASSWORD {_literal(db.password)};\n"
-        f"SELECT {_literal(f'CREATE DATABASE {name} OWNER {role}')}\n"
-        f"  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = {_literal(db.dbname)})\n"
-        "\\gexec\n"
     )
+    for dbname in filter(None, (db.dbname, db.replica_dbname)):
+        script += (
+            f"SELECT {_literal(f'CREATE DATABASE {_ident(dbname)} OWNER {role}')}\n"
+            f"  WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = {_literal(dbname)})\n"
+            "\\gexec\n"
+        )
     run(
         _as_owner([str(bin_dir / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
                    "-h", str(paths.socket_dir), "-p", str(db.address.port), "-d", "postgres"]),

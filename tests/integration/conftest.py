@@ -16,6 +16,12 @@ from gateway.app import create_app
 from infra.stack.ports import parse_address, port_open
 from soma.settings import Settings
 from tests.conftest import SettingsFactory
+from tests.support.memory_fixtures import (  # noqa: F401  (fixtures)
+    memory_schema,
+    scope_factory,
+    somabrain_standin,
+    standin,
+)
 from topics.admin import apply_topics, delete_topics, high_watermarks
 from topics.registry import TopicRegistry, TopicSpec
 

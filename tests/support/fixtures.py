@@ -15,6 +15,12 @@ from tests.support.flows import (
     delete_test_topics,
     isolated_settings,
 )
+from tests.support.memory_fixtures import (  # noqa: F401  (fixtures)
+    memory_schema,
+    scope_factory,
+    somabrain_standin,
+    standin,
+)
 from tests.support.processes import free_port
 
 
