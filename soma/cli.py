@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
+from collections.abc import Callable
 
 import httpx
 import typer
@@ -13,7 +16,10 @@ from soma.cli_flow import flow_app, job_app
 from soma.cli_gateway import gateway_app, token
 from soma.cli_stack import stack_app
 from soma.cli_topics import topics_app
-from soma.settings import get_settings
+from soma.halts import read_halted
+from soma.plane_status import describe, format_uptime
+from soma.settings import Settings, get_settings
+from soma.supervise import Supervisor, SupervisorError
 
 app = typer.Typer(help="SomaStream: the streaming memory and event plane.", no_args_is_help=True)
 app.add_typer(stack_app, name="stack")
@@ -25,11 +31,11 @@ app.add_typer(job_app, name="job")
 app.command("token")(token)
 
 
-def _wait_http(url: str, timeout_s: float) -> bool:
+def _wait_http(url: str, timeout_s: float, ok: Callable[[int], bool]) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         try:
-            if httpx.get(url, timeout=1.0).status_code < 500:
+            if ok(httpx.get(url, timeout=1.0).status_code):
                 return True
         except httpx.HTTPError:
             pass
@@ -39,40 +45,87 @@ def _wait_http(url: str, timeout_s: float) -> bool:
 
 @app.command("up")
 def up(wait: float = typer.Option(90.0, help="seconds to wait for each process")) -> None:
-    """Start the gateway and every flow in the background (the stack must be up)."""
+    """Run the gateway and every flow under supervisord (the stack must be up)."""
     settings = get_settings()
+    processes = plane.plane_processes(settings)
+    _stop_legacy(settings)
+    try:
+        Supervisor(settings).up(processes)
+    except SupervisorError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
     failed = False
-    for process in plane.plane_processes(settings):
-        pid, started = plane.start(settings, process)
-        ready = _wait_http(process.url, wait)
-        state = "started" if started else "already running"
-        health = "ready" if ready else "NOT READY (see logs)"
+    for process in processes:
+        # A worker is ready once it holds its partitions with tables restored; the gateway
+        # once it answers at all.
+        ready = _wait_http(
+            process.ready_url, wait, (lambda c: c == 200) if process.flow else (lambda c: c < 500)
+        )
         failed |= not ready
         log = settings.stack_dir / "logs" / f"{process.name}.log"
-        typer.echo(
-            f"{process.name:22} {state:16} pid={pid:<7} {health:10} {process.url}  log={log}"
-        )
+        state = "ready" if ready else "NOT READY (see its log)"
+        typer.echo(f"{process.name:26} {state:24} {process.ready_url}  log={log}")
+    _print_status(settings, processes)
     if failed:
         raise typer.Exit(1)
 
 
 @app.command("down")
 def down() -> None:
-    """Stop the gateway and the flows (the stack keeps running: `soma stack down`)."""
+    """Stop the gateway, the flows and their supervisor (the stack keeps running)."""
     settings = get_settings()
-    for process in reversed(plane.plane_processes(settings)):
-        stopped = plane.stop(settings, process.name)
-        typer.echo(f"{process.name:22} {'stopped' if stopped else 'was not running'}")
+    stopped = Supervisor(settings).down()
+    typer.echo("plane stopped" if stopped else "plane was not running")
 
 
 @app.command("status")
 def status() -> None:
-    """What of the plane runs, and where."""
+    """Every plane process: state, pid, uptime, restarts, last exit code."""
     settings = get_settings()
-    for process in plane.plane_processes(settings):
-        pid = plane.running_pid(settings, process.name)
-        state = f"running pid={pid}" if pid else "stopped"
-        typer.echo(f"{process.name:22} {state:20} {process.url}")
+    _print_status(settings, plane.plane_processes(settings))
+
+
+def _print_status(settings: Settings, processes: list[plane.PlaneProcess]) -> None:
+    supervisor = Supervisor(settings)
+    infos = supervisor.process_info()
+    exits = supervisor.last_exits()
+    if not infos:
+        typer.echo("supervisor not running: start the plane with `soma up` (or `make up`)")
+    typer.echo(
+        f"{'process':26} {'state':11} {'pid':>7} {'uptime':>7} {'restarts':>8} {'last exit':>9}"
+    )
+    for process in processes:
+        halted = None
+        if process.app_id is not None and process.port is not None:
+            found = read_halted(settings.stack_dir, process.app_id, process.port)
+            halted = str(found["reason"]) if found else None
+        line = describe(
+            process.name,
+            infos.get(process.name),
+            starts=supervisor.starts(process.name),
+            last_exit=exits.get(process.name),
+            halted_reason=halted,
+        )
+        exit_code = line.last_exit or "-"
+        typer.echo(
+            f"{line.name:26} {line.state:11} {line.pid or '-':>7} "
+            f"{format_uptime(line.uptime_s):>7} {line.restarts:>8} {exit_code:>9}"
+            + (f"  {line.detail}" if line.detail else "")
+        )
+
+
+def _stop_legacy(settings: Settings) -> None:
+    """Stop processes a pre-supervisor `soma up` left running (pidfiles in run/)."""
+    for pidfile in (settings.stack_dir / "run").glob("*.pid"):
+        if pidfile.name == "supervisord.pid":
+            continue
+        try:
+            pid = int(pidfile.read_text().strip())
+            os.killpg(pid, signal.SIGTERM)
+            typer.echo(f"stopped {pidfile.stem} (pid {pid}) started before the supervisor")
+        except (ValueError, ProcessLookupError, PermissionError):
+            pass
+        pidfile.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -1,97 +1,77 @@
-"""Run the plane's long-lived processes (gateway, flow workers) in the background with pidfiles."""
+"""The plane's long-lived processes, derived from the flow specs: names, commands, ports, targets.
+
+Ports are deterministic so the scrape targets and the gateway can name every worker: flow
+number `i` (in name order) owns ports `worker_base_port + 10*i ...+9`, one per worker.
+"""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
 import sys
-import time
 from dataclasses import dataclass
-from pathlib import Path
 
 from soma.settings import Settings
+
+PORTS_PER_FLOW = 10
 
 
 @dataclass(frozen=True)
 class PlaneProcess:
-    """One background process of the plane and the command that runs it."""
+    """One process the plane runs under the supervisor."""
 
-    name: str
+    name: str  # supervisor program name: `gateway`, `flow-<flow>-<n>`
     args: tuple[str, ...]
-    url: str
+    ready_url: str  # answers < 500 once the process serves
+    metrics_url: str  # Prometheus scrape target (http://host:port/metrics)
+    flow: str | None = None
+    app_id: str | None = None  # the consumer group of a flow worker
+    port: int | None = None
+
+
+def flow_workers(settings: Settings, flow: str, default: int) -> int:
+    """How many workers of `flow` the plane runs (SOMA_FLOW_WORKERS overrides the spec)."""
+    count = settings.flow_workers.get(flow, default)
+    if not 1 <= count <= PORTS_PER_FLOW:
+        raise ValueError(f"{flow}: between 1 and {PORTS_PER_FLOW} workers, got {count}")
+    return count
 
 
 def plane_processes(settings: Settings) -> list[PlaneProcess]:
-    """Everything `make up` runs after the stack: the gateway and every always-on flow."""
-    soma = (sys.executable, "-m", "soma.cli")
-    port = settings.worker_base_port
-    return [
+    """Everything `make up` runs after the stack: the gateway and every flow's workers."""
+    from flows.catalog import flow_specs  # specs only: cheap, no Faust
+
+    python = sys.executable
+    gateway = f"http://{settings.gateway_host}:{settings.gateway_port}"
+    processes = [
         PlaneProcess(
             "gateway",
-            (*soma, "gateway", "serve"),
-            f"http://{settings.gateway_host}:{settings.gateway_port}/docs",
-        ),
-        PlaneProcess(
-            "flow-session-counts",
-            (*soma, "flow", "run", "session-counts", "--port", str(port)),
-            f"http://{settings.worker_host}:{port}/ready",
-        ),
-    ]
-
-
-def _pidfile(settings: Settings, name: str) -> Path:
-    return settings.stack_dir / "run" / f"{name}.pid"
-
-
-def running_pid(settings: Settings, name: str) -> int | None:
-    """The pid of a live process we started, or None (a stale pidfile is removed)."""
-    path = _pidfile(settings, name)
-    try:
-        pid = int(path.read_text().strip())
-        os.kill(pid, 0)
-    except (FileNotFoundError, ValueError):
-        return None
-    except ProcessLookupError:
-        path.unlink(missing_ok=True)
-        return None
-    return pid
-
-
-def start(settings: Settings, process: PlaneProcess) -> tuple[int, bool]:
-    """Start `process` detached unless it already runs; returns (pid, started_now)."""
-    pid = running_pid(settings, process.name)
-    if pid is not None:
-        return pid, False
-    logs = settings.stack_dir / "logs"
-    logs.mkdir(parents=True, exist_ok=True)
-    _pidfile(settings, process.name).parent.mkdir(parents=True, exist_ok=True)
-    with open(logs / f"{process.name}.log", "ab") as log:
-        child = subprocess.Popen(
-            process.args,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
+            (python, "-m", "soma.cli", "gateway", "serve"),
+            ready_url=f"{gateway}/docs",
+            metrics_url=f"{gateway}/metrics",
         )
-    _pidfile(settings, process.name).write_text(str(child.pid))
-    return child.pid, True
+    ]
+    for index, spec in enumerate(flow_specs()):
+        for worker in range(flow_workers(settings, spec.name, spec.workers)):
+            port = settings.worker_base_port + PORTS_PER_FLOW * index + worker
+            base = f"http://{settings.worker_host}:{port}"
+            processes.append(
+                PlaneProcess(
+                    f"flow-{spec.name}-{worker + 1}",
+                    (python, "-m", "soma.cli", "flow", "run", spec.name, "--port", str(port)),
+                    ready_url=f"{base}/ready",
+                    metrics_url=f"{base}/metrics",
+                    flow=spec.name,
+                    app_id=f"{settings.topic_prefix}{spec.app_id}",
+                    port=port,
+                )
+            )
+    return processes
 
 
-def stop(settings: Settings, name: str, timeout_s: float = 20.0) -> bool:
-    """SIGTERM, then SIGKILL after `timeout_s`; returns whether something was running."""
-    pid = running_pid(settings, name)
-    if pid is None:
-        return False
-    os.killpg(pid, signal.SIGTERM)
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.2)
-    else:
-        os.killpg(pid, signal.SIGKILL)
-    _pidfile(settings, name).unlink(missing_ok=True)
-    return True
+def scrape_targets(settings: Settings) -> dict[str, list[str]]:
+    """Prometheus job -> `host:port` targets: the gateway and each flow's workers."""
+    targets: dict[str, list[str]] = {}
+    for process in plane_processes(settings):
+        job = f"soma-flow-{process.flow}" if process.flow else "soma-gateway"
+        host_port = process.metrics_url.split("//", 1)[1].split("/", 1)[0]
+        targets.setdefault(job, []).append(host_port)
+    return targets

@@ -59,8 +59,11 @@ class Settings(BaseSettings):
     kafka_controller_port: int = 9093
     worker_host: str = "127.0.0.1"
     worker_base_port: int = 6066
+    # Workers per flow that `make up` runs, e.g. SOMA_FLOW_WORKERS='{"session-counts": 2}';
+    # a flow not named runs its spec's count.
+    flow_workers: dict[str, int] = Field(default_factory=dict)
 
-    @field_validator("jwt_keys", mode="before")
+    @field_validator("jwt_keys", "flow_workers", mode="before")
     @classmethod
     def _parse_keys(cls, value: object) -> object:
         if isinstance(value, str):

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,12 +15,11 @@ import orjson
 from processors.dead_letters import DeadLetterReason, SourceRecord, dead_letter_envelope
 from processors.tracing import new_traceparent, parse_traceparent
 from schemas import validator
+from soma.halts import EXIT_HALTED, record_halt
 from topics.records import OutgoingRecord
 from topics.registry import TopicSpec
 
 log = logging.getLogger(__name__)
-
-EXIT_HALTED = 78  # EX_CONFIG: not restarted by the supervisor; an operator must act
 
 
 @dataclass(frozen=True)
@@ -65,25 +62,6 @@ def dead_letter_record(
     return OutgoingRecord(dlq.name, key, orjson.dumps(envelope), headers)
 
 
-def halted_path(stack_dir: Path, app_id: str, port: int) -> Path:
-    """Where a halted worker leaves its reason for `soma status`."""
-    return stack_dir / "run" / "halted" / f"{app_id}@{port}.json"
-
-
-def read_halted(stack_dir: Path, app_id: str, port: int) -> dict[str, object] | None:
-    """The halt reason a worker left, or None."""
-    try:
-        loaded: dict[str, object] = json.loads(halted_path(stack_dir, app_id, port).read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
-    return loaded
-
-
-def clear_halted(stack_dir: Path, app_id: str, port: int) -> None:
-    """A (re)started worker is no longer halted."""
-    halted_path(stack_dir, app_id, port).unlink(missing_ok=True)
-
-
 def halt(stack_dir: Path, app_id: str, port: int, flow: str, reason: str) -> NoReturn:
     """Stop the worker for good: one log line, the reason on disk, exit without acking.
 
@@ -96,8 +74,6 @@ def halt(stack_dir: Path, app_id: str, port: int, flow: str, reason: str) -> NoR
         "then restart the worker (`soma up`)."
     )
     log.critical(message)
-    path = halted_path(stack_dir, app_id, port)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"flow": flow, "reason": reason, "at": time.time()}))
+    record_halt(stack_dir, app_id, port, flow, reason)
     logging.shutdown()
     os._exit(EXIT_HALTED)

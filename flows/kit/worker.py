@@ -14,11 +14,12 @@ from flows.catalog import flow_spec
 from flows.errors import ChangelogMismatch, PartitionCountMismatch, SourceTopicMissing
 from flows.kit.batches import FlowRuntime
 from flows.kit.commit import run_batches
-from flows.kit.dead_letters import clear_halted, halt
+from flows.kit.dead_letters import halt
 from flows.kit.faust_internals import DurableTable, SomaTableManager, assigned_actives
 from flows.kit.pages import register_pages
 from flows.spec import FlowSpec
 from processors.worker_identity import worker_client_id
+from soma.halts import clear_halted
 from soma.settings import Settings, get_settings
 from topics.admin import apply_topics, partition_counts
 from topics.producer import EventProducer

@@ -11,8 +11,8 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from flows.kit.dead_letters import EXIT_HALTED, read_halted
 from processors.partitioning import partition_for
+from soma.halts import EXIT_HALTED, read_halted
 from soma.settings import Settings
 from tests.support.flows import (
     TestProducer,
