@@ -45,3 +45,23 @@ def flow_spec(name: str) -> FlowSpec:
         if spec.name == name:
             return spec
     raise UnknownFlow(f"unknown flow {name!r}; known: {', '.join(flow_names())}")
+
+
+def flow_table_markdown() -> str:
+    """The docs' table of flows (docs/flows.md holds it between markers; a test compares)."""
+    rows = [
+        "| flow | group | sources | tables | outputs | state pages | workers |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for spec in flow_specs():
+        pages = ", ".join(f"`/v1/state/{p.name}/{{id}}`" for p in spec.state_pages) or "-"
+        rows.append(
+            f"| `{spec.name}` | `{spec.app_id}` | "
+            + ", ".join(f"`{s}`" for s in spec.sources)
+            + " | "
+            + (", ".join(f"`{t.name}`" for t in spec.tables) or "-")
+            + " | "
+            + (", ".join(f"`{o}`" for o in spec.outputs) or "-")
+            + f" | {pages} | {spec.workers} |"
+        )
+    return "\n".join(rows) + "\n"

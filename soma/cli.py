@@ -30,6 +30,34 @@ app.add_typer(flow_app, name="flow")
 app.add_typer(job_app, name="job")
 app.command("token")(token)
 
+plane_app = typer.Typer(
+    help="What the plane runs, derived from the flow specs.", no_args_is_help=True
+)
+app.add_typer(plane_app, name="plane")
+
+
+@plane_app.command("processes")
+def plane_processes_command() -> None:
+    """Every process `soma up` runs, with its command and scrape target."""
+    for process in plane.plane_processes(get_settings()):
+        typer.echo(f"{process.name:26} {process.metrics_url:40} {' '.join(process.args[1:])}")
+
+
+@plane_app.command("prometheus-config")
+def prometheus_config_command(
+    rule_file: list[str] = typer.Option([], help="alert rule files to load"),
+) -> None:
+    """Print a Prometheus configuration scraping the gateway and every flow worker."""
+    typer.echo(plane.prometheus_config(get_settings(), rule_files=tuple(rule_file)), nl=False)
+
+
+@plane_app.command("flow-table")
+def flow_table_command() -> None:
+    """Print the docs' table of flows (docs/flows.md)."""
+    from flows.catalog import flow_table_markdown
+
+    typer.echo(flow_table_markdown(), nl=False)
+
 
 def _wait_http(url: str, timeout_s: float, ok: Callable[[int], bool]) -> bool:
     deadline = time.monotonic() + timeout_s

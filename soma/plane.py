@@ -75,3 +75,24 @@ def scrape_targets(settings: Settings) -> dict[str, list[str]]:
         host_port = process.metrics_url.split("//", 1)[1].split("/", 1)[0]
         targets.setdefault(job, []).append(host_port)
     return targets
+
+
+def prometheus_config(settings: Settings, *, rule_files: tuple[str, ...] = ()) -> str:
+    """A Prometheus configuration (YAML) scraping every plane process."""
+    lines = [
+        "# Generated from the flow specs by `soma plane prometheus-config`: edit the specs.",
+        "global:",
+        "  scrape_interval: 5s",
+        "  evaluation_interval: 5s",
+    ]
+    if rule_files:
+        lines.append("rule_files:")
+        lines += [f"  - {path}" for path in rule_files]
+    lines.append("scrape_configs:")
+    for job, targets in scrape_targets(settings).items():
+        lines += [
+            f"  - job_name: {job}",
+            "    static_configs:",
+            "      - targets: [" + ", ".join(f'"{t}"' for t in targets) + "]",
+        ]
+    return "\n".join(lines) + "\n"
