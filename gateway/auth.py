@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
@@ -13,11 +12,11 @@ import jwt
 from fastapi import Request
 
 from gateway.errors import Forbidden, Unauthorized
+from processors.keys import TENANT_PATTERN
 from soma.settings import Settings
 
 _ALGORITHM = "HS256"
-# The same rule as the `tenant` schema: it is the first part of every record key.
-_TENANT = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+_TENANT = TENANT_PATTERN  # the `tenant` schema's rule: the first part of every record key
 ADMIN_ROLE = "admin"
 
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
-from processors.keys import SEPARATOR
+from processors.keys import SEPARATOR, is_tenant
 
 MAX_MESSAGE_CHARS = 65536  # the envelope schema's bounds
 MAX_STACK_CHARS = 262144
@@ -55,7 +55,8 @@ def dlq_id(topic: str, partition: int, offset: int) -> str:
 
 
 def tenant_of_record(record: SourceRecord) -> str | None:
-    """The tenant the record names: its key's first part, else its `tenant` header."""
+    """The tenant the record names: its key's first part, else its `tenant` header (None when
+    neither is a valid tenant id)."""
     for raw in (record.key, record.header(TENANT_HEADER)):
         if not raw:
             continue
@@ -64,7 +65,7 @@ def tenant_of_record(record: SourceRecord) -> str | None:
         except UnicodeDecodeError:
             continue
         tenant = text.split(SEPARATOR, 1)[0] if raw is record.key else text
-        if tenant:
+        if is_tenant(tenant):  # a foreign producer's key may name no valid tenant
             return tenant
     return None
 

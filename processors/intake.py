@@ -10,7 +10,7 @@ import orjson
 
 from processors.dead_letters import DeadLetterReason, SourceRecord
 from processors.errors import PoisonRecord
-from processors.keys import SEPARATOR
+from processors.keys import SEPARATOR, is_tenant
 from processors.partitioning import partition_for
 from schemas import SchemaValidationError
 
@@ -64,8 +64,8 @@ def admit(
     except UnicodeDecodeError:
         raise poison(DeadLetterReason.NO_KEY, "record key is not UTF-8") from None
     tenant = key.split(SEPARATOR, 1)[0]
-    if not tenant:
-        raise poison(DeadLetterReason.NO_KEY, f"record key {key[:80]!r} names no tenant")
+    if not is_tenant(tenant):
+        raise poison(DeadLetterReason.NO_KEY, f"record key {key[:80]!r} names no valid tenant")
     expected = partition_for(record.key, partitions)
     if expected != record.partition:
         raise poison(

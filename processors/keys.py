@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 
 SEPARATOR = "/"
+# A tenant id: the `tenant` schema's pattern. It is the first part of every record key.
+TENANT_PATTERN = re.compile(r"[A-Za-z0-9_.:-]{1,64}")
+
+
+def is_tenant(text: str) -> bool:
+    return TENANT_PATTERN.fullmatch(text) is not None
 
 
 class KeyRule(StrEnum):
