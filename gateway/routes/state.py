@@ -11,12 +11,17 @@ from fastapi import APIRouter, Depends, Path, Request
 
 from gateway.auth import Principal, require_principal
 from gateway.errors import StateUnavailable
+from gateway.openapi import responses
 from schemas import SchemaValidationError
 
 router = APIRouter(tags=["state"])
 
 
-@router.get("/v1/state/session-events/{session_id}", summary="Events counted for a session")
+@router.get(
+    "/v1/state/session-events/{session_id}",
+    summary="Events counted for a session",
+    responses=responses(401, 422, 503),
+)
 async def session_events(
     request: Request,
     session_id: str = Path(min_length=1, max_length=256),
