@@ -179,8 +179,13 @@ for _topic in PUBLIC_TOPICS:
     "/v1/events/{topic}",
     status_code=status.HTTP_404_NOT_FOUND,
     summary="Any other topic: unknown (404) or internal (403)",
-    # No success here: the route's own status is the 404 it answers for an unknown topic.
-    responses=responses(401, 403, 404, 413),
+    # No success here: the route's own status is the 404 it answers for an unknown topic. A
+    # public topic's name (which this operation's schema excludes) is served by that topic's
+    # own operation, so the path can also answer what those answer.
+    responses={
+        **responses(400, 401, 403, 404, 413, 415, 422, 503),
+        202: {"description": "Only for a public topic's name: see that topic's operation."},
+    },
     response_description="No such topic (`unknown_topic`).",
 )
 async def post_other_topic(
