@@ -214,9 +214,9 @@ def bodies(max_items: int) -> dict[str, dict[str, Any]]:
         "MemoryWrite": memory_write(),
         "MemoryBatch": memory_batch(max_items),
     }
-    for topic in TopicRegistry("").public():
-        spec = TopicRegistry("").get(topic)
-        found[event_component(topic)] = event_batch_body(spec.schema, max_items)
+    registry = TopicRegistry()
+    for topic in registry.public():
+        found[event_component(topic)] = event_batch_body(registry.get(topic).schema, max_items)
     for schema in found.values():
         _bound_numbers(schema)
     return found

@@ -25,7 +25,7 @@ router = APIRouter(tags=["events"])
 
 # Kafka's own rule for a topic name: only a name that could be one is echoed back.
 _TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
-PUBLIC_TOPICS = TopicRegistry("").public()
+PUBLIC_TOPICS = TopicRegistry().public()
 
 
 @functools.cache
