@@ -4,9 +4,11 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
+# apt-get needs root; a developer who is not root is asked for sudo.
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help install stack-up stack-down stack-status topics db up down status lint format typecheck docs test test-unit bench clean
+.PHONY: help install browser stack-up stack-down stack-status topics db up down status lint format typecheck docs test test-unit bench clean
 
 help: ## List the targets and what they do
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -18,6 +20,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP) ## Create .venv and install SomaStream with its dev tools
+
+browser: ## Install Debian's chromium, chromedriver and curl for the UI and README tests (if missing)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v curl >/dev/null \
+	  || { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium chromium-driver curl; }
 
 stack-up: install ## Start Kafka (KRaft), Redis and PostgreSQL (installs them if missing)
 	$(BIN)/soma stack up
@@ -65,7 +71,7 @@ docs: install ## Build the mkdocs site strictly
 test-unit: install ## Unit tests only (no servers needed)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-test: install lint typecheck docs stack-up ## Lint, typecheck, docs, then every test against the real stack
+test: install browser lint typecheck docs stack-up ## Lint, typecheck, docs, then every test against the real stack
 	$(BIN)/soma topics apply
 	$(BIN)/soma db upgrade
 	$(BIN)/pytest $(PYTEST_ARGS)

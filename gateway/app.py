@@ -6,10 +6,17 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi_offline import FastAPIOffline
 from redis.asyncio import Redis
 
 from gateway.errors import install_error_handlers
-from gateway.middleware import BodyLimitMiddleware, MetricsMiddleware, RequestContextMiddleware
+from gateway.middleware import (
+    BodyLimitMiddleware,
+    MetricsMiddleware,
+    RequestContextMiddleware,
+    UnexpectedErrorMiddleware,
+)
+from gateway.openapi import install_openapi
 from gateway.routes import admin, events, health, memory, session
 from gateway.routes import state as state_routes
 from soma.settings import Settings, get_settings
@@ -43,21 +50,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await app.state.redis.aclose()
             await app.state.state_reader.aclose()
 
-    app = FastAPI(
+    # FastAPIOffline is a FastAPI whose /docs and /redoc load Swagger UI and ReDoc from files
+    # shipped in the package, not from a CDN: the docs work on hosts without internet access.
+    app = FastAPIOffline(
         title="SomaStream gateway",
         summary="Produce validated events, query stream state, operate the plane.",
         version="0.1.0",
         lifespan=lifespan,
         docs_url="/docs",
+        redoc_url="/redoc",
+        # Swagger UI would otherwise ask an online validator about the document.
+        swagger_ui_parameters={"validatorUrl": None},
     )
     app.state.settings = settings
     app.state.registry = TopicRegistry(settings.topic_prefix)
     install_error_handlers(app)
-    # Added innermost first: metrics see every request (413s included), the request context
-    # wraps the body limit so its 413 carries the request id.
+    # Added innermost first: metrics see every request (413s and 500s included), the request
+    # context wraps the body limit and the last-resort handler so their answers carry the
+    # request id.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(MetricsMiddleware)
     for module in (session, memory, events, state_routes, admin, health):
         app.include_router(module.router)
+    install_openapi(app, settings)
     return app

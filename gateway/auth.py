@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from gateway.errors import Forbidden, Unauthorized
 from processors.keys import TENANT_PATTERN
@@ -39,6 +40,10 @@ def issue_token(
 ) -> str:
     """A token for `tenant`, signed with the active kid unless another listed kid is named."""
     kid = kid or settings.jwt_active_kid
+    if ttl_s > settings.jwt_max_ttl_s:
+        raise ValueError(
+            f"a token lives at most {settings.jwt_max_ttl_s} s (SOMA_JWT_MAX_TTL_S), not {ttl_s}"
+        )
     if kid not in settings.jwt_keys:
         raise ValueError(f"kid {kid!r} is not a key of SOMA_JWT_KEYS")
     if not _TENANT.fullmatch(tenant):
@@ -84,7 +89,24 @@ def verify_token(settings: Settings, token: str) -> Principal:
         raise Unauthorized("token expired") from None
     except jwt.InvalidTokenError as exc:
         raise Unauthorized(f"invalid token: {exc}") from None
+    _check_lifetime(settings, claims)
     return _principal(claims)
+
+
+# Clocks of the issuer and the gateway may disagree by this much.
+_CLOCK_SKEW_S = 60
+
+
+def _check_lifetime(settings: Settings, claims: dict[str, Any]) -> None:
+    # A leaked token must not stay valid for ever: an exp further away than the longest
+    # lifetime we allow means a token nobody should have issued.
+    exp = claims["exp"]
+    if not isinstance(exp, int | float) or isinstance(exp, bool):
+        raise Unauthorized("token claim 'exp' must be a number")
+    if exp - time.time() > settings.jwt_max_ttl_s + _CLOCK_SKEW_S:
+        raise Unauthorized(
+            f"token lives longer than {settings.jwt_max_ttl_s} s (its exp is too far away)"
+        )
 
 
 def _principal(claims: dict[str, Any]) -> Principal:
@@ -112,17 +134,31 @@ def _authenticate(request: Request) -> Principal:
     return principal
 
 
+# Declares the scheme in the OpenAPI document (components.securitySchemes, and `security` on
+# every operation that depends on it). auto_error=False: our own 401 body and challenge answer.
+bearer_scheme = HTTPBearer(
+    scheme_name="bearer",
+    bearerFormat="JWT",
+    description="HS256 JWT with claims sub, tenant, exp, iss, aud (roles optional); "
+    "`soma token --tenant t1` mints one in dev mode.",
+    auto_error=False,
+)
+_Credentials = HTTPAuthorizationCredentials | None
+
+
 # The dependencies are async on purpose: FastAPI runs sync dependencies in a worker thread,
 # a hop per request that HMAC verification (microseconds, no I/O) does not need.
-async def require_principal(request: Request) -> Principal:
+async def require_principal(
+    request: Request, _: _Credentials = Security(bearer_scheme)
+) -> Principal:
     """FastAPI dependency: the authenticated caller, or 401."""
     return _authenticate(request)
 
 
-def require_role(role: str) -> Callable[[Request], Awaitable[Principal]]:
+def require_role(role: str) -> Callable[..., Awaitable[Principal]]:
     """FastAPI dependency factory: the caller, who must hold `role` (else 403)."""
 
-    async def dependency(request: Request) -> Principal:
+    async def dependency(request: Request, _: _Credentials = Security(bearer_scheme)) -> Principal:
         principal = _authenticate(request)
         if role not in principal.roles:
             raise Forbidden(f"this endpoint needs the {role!r} role")

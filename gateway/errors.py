@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import http
-import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -12,13 +11,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from schemas import SchemaValidationError
+from schemas import MalformedJson, SchemaValidationError
 from soma.errors import SomaError
 from soma.metrics import GATEWAY_REJECTED_REQUESTS
 from state.errors import StateUnavailable, UnknownStatePage
 from topics.errors import BrokerUnavailable, RecordRejected
-
-log = logging.getLogger(__name__)
 
 
 class GatewayError(HTTPException, SomaError):
@@ -72,6 +69,10 @@ class PayloadTooLarge(GatewayError):
 
 class TooManyItems(GatewayError):
     status, code = 413, "too_many_items"
+
+
+class UnsupportedMediaType(GatewayError):
+    status, code = 415, "unsupported_media_type"
 
 
 def prefixed(exc: SchemaValidationError, prefix: str) -> SchemaValidationError:
@@ -165,6 +166,11 @@ async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _malformed_json(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, MalformedJson)
+    return _json(request, 400, {"error": "malformed_json", "message": str(exc)})
+
+
 async def _broker_unavailable(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, BrokerUnavailable)
     retry = exc.retry_after_s
@@ -201,14 +207,10 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return _json(request, exc.status_code, {"error": code, "message": str(exc.detail)}, exc.headers)
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    # A bug on our side: log it with the request id and say no more than that to the client.
-    log.exception("unhandled error in %s %s", request.method, request.url.path)
-    return _json(
-        request,
-        500,
-        {"error": "internal_error", "message": "unexpected server error; quote the request_id"},
-    )
+INTERNAL_ERROR_BODY = {
+    "error": "internal_error",
+    "message": "unexpected server error; quote the request_id",
+}
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -216,9 +218,11 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(GatewayError, _gateway_error)
     app.add_exception_handler(SchemaValidationError, _schema_error)
     app.add_exception_handler(RequestValidationError, _request_validation)
+    app.add_exception_handler(MalformedJson, _malformed_json)
     app.add_exception_handler(BrokerUnavailable, _broker_unavailable)
     app.add_exception_handler(RecordRejected, _record_rejected)
     app.add_exception_handler(StateUnavailable, _state_unavailable)
     app.add_exception_handler(UnknownStatePage, _unknown_state_page)
     app.add_exception_handler(HTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)
+    # Anything else is answered by gateway.middleware.UnexpectedErrorMiddleware: Starlette's
+    # handler for Exception re-raises after answering, which resets keep-alive connections.

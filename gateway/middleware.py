@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -10,9 +11,11 @@ from typing import Any
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gateway.errors import PayloadTooLarge
+from gateway.errors import INTERNAL_ERROR_BODY, PayloadTooLarge
 from processors.tracing import new_traceparent, parse_traceparent
 from soma.metrics import GATEWAY_REJECTED_REQUESTS, GATEWAY_REQUEST_SECONDS, GATEWAY_REQUESTS
+
+log = logging.getLogger(__name__)
 
 # The `request_id` schema rule: it becomes a Kafka header and an event field.
 _REQUEST_ID = re.compile(r"[!-~]{1,128}")
@@ -121,6 +124,44 @@ class BodyLimitMiddleware:
             body["request_id"] = request_id
         GATEWAY_REJECTED_REQUESTS.labels(reason=exc.code).inc()
         await JSONResponse(body, status_code=exc.status_code)(scope, receive, send)
+
+
+class UnexpectedErrorMiddleware:
+    """Answer an exception nothing else handled (a bug) with a JSON 500, and end it there.
+
+    Starlette's last-resort handler answers and then re-raises, so the server drops the
+    keep-alive connection without `Connection: close` and the client sees a reset on its next
+    request. Here the error is logged with the request id and the request ends normally.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        response_started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal response_started
+            response_started = response_started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            if response_started:
+                raise  # half an answer is out: closing the connection is all that is left
+            request_id = scope.get("state", {}).get("request_id")
+            log.exception(
+                "unhandled error in %s %s (request_id %s)",
+                scope.get("method"),
+                scope.get("path"),
+                request_id,
+            )
+            body = {**INTERNAL_ERROR_BODY, "request_id": request_id}
+            await JSONResponse(body, status_code=500)(scope, receive, send)
 
 
 class MetricsMiddleware:

@@ -26,10 +26,14 @@ class TraceParent:
 
 
 def parse_traceparent(value: str | None) -> TraceParent | None:
-    """The trace context in `value`, or None when it is absent or malformed (then start anew)."""
+    """The trace context in `value`, or None when it is absent or malformed (then start anew).
+
+    Uppercase hex is malformed: W3C trace-context requires lowercase and tells a receiver to
+    ignore such a header rather than repair it.
+    """
     if not value:
         return None
-    match = _TRACEPARENT.match(value.strip().lower())
+    match = _TRACEPARENT.match(value.strip())
     if not match:
         return None
     version, trace_id, span_id, flags = match.groups()

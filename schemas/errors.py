@@ -33,3 +33,12 @@ class SchemaValidationError(SomaError):
             "rule": self.rule,
             "message": self.message,
         }
+
+
+class MalformedJson(SomaError, ValueError):
+    """Bytes that are not JSON text (the gateway answers 400): what is wrong and where."""
+
+    def __init__(self, reason: str, position: int) -> None:
+        super().__init__(f"body is not valid JSON: {reason} at byte {position}")
+        self.reason = reason
+        self.position = position

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from typing import Any
 
@@ -21,10 +22,25 @@ _JSON_TYPES = (
 )
 
 
+# A refusal names the field but must stay small and encodable whatever the client sent as keys.
+MAX_SEGMENT_CHARS = 64
+
+
+def _segment(part: Any) -> str:
+    text = str(part)
+    if not text.isascii():
+        # A lone surrogate cannot be encoded in a UTF-8 response: show it as its escape.
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    if len(text) > MAX_SEGMENT_CHARS:
+        text = text[:MAX_SEGMENT_CHARS] + "…"
+    return text.replace("~", "~0").replace("/", "~1")
+
+
 def pointer(path: Iterable[Any]) -> str:
-    """RFC 6901 JSON pointer of `path`; "/" stands for the root."""
-    parts = [str(part).replace("~", "~0").replace("/", "~1") for part in path]
-    return "/" + "/".join(parts)
+    """RFC 6901 JSON pointer of `path`; "/" stands for the root. Segments longer than
+    MAX_SEGMENT_CHARS are cut (ending in "…") and lone surrogates escaped, so a hostile key
+    is never echoed back unbounded or unencodable."""
+    return "/" + "/".join(_segment(part) for part in path)
 
 
 def json_type(value: object) -> str:
@@ -99,9 +115,14 @@ def message(field: str, rule: str, expected: Any, instance: Any) -> str:
     return f"field '{field}': {_describe(rule, expected, instance)} (rule: {rule})"
 
 
+# jsonschema yields errors lazily: taking a few bounds the cost of explaining an event that
+# breaks a rule a million times (an array of a million wrong items).
+MAX_ERRORS = 5
+
+
 def explain(schema_id: str, errors: Iterable[ValidationError]) -> SchemaValidationError | None:
-    """The most relevant of `errors` (jsonschema's best_match) as a SchemaValidationError."""
-    error = best_match(errors)
+    """The most relevant of the first MAX_ERRORS `errors` (jsonschema's best_match)."""
+    error = best_match(itertools.islice(errors, MAX_ERRORS))
     if error is None:
         return None
     rule = str(error.validator)

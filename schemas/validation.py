@@ -8,6 +8,7 @@ Validation never mutates the event: `default` values are documentation, not fill
 
 from __future__ import annotations
 
+import copy
 import functools
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -52,15 +53,19 @@ def _no_remote_refs(uri: str) -> Any:
     )
 
 
-@functools.cache
-def fast_validator(schema_id: str) -> Callable[[Any], Any]:
-    """The compiled fastjsonschema function of `schema_id` (raises JsonSchemaValueException)."""
+def _compile_fast(schema: Mapping[str, Any]) -> Callable[[Any], Any]:
     return fastjsonschema.compile(
-        load_schema(schema_id),  # a private copy: compiling rewrites every $ref in place
+        copy.deepcopy(dict(schema)),  # a private copy: compiling rewrites every $ref in place
         handlers={"http": _no_remote_refs, "https": _no_remote_refs},
         formats=FORMATS,
         use_default=False,
     )
+
+
+@functools.cache
+def fast_validator(schema_id: str) -> Callable[[Any], Any]:
+    """The compiled fastjsonschema function of `schema_id` (raises JsonSchemaValueException)."""
+    return _compile_fast(load_schema(schema_id))
 
 
 @functools.cache
@@ -85,20 +90,33 @@ def _from_fast(
     )
 
 
-@functools.cache
-def validator(schema_id: str) -> EventValidator:
-    """The validator of `schema_id`, compiled once; it raises SchemaValidationError."""
-    fast = fast_validator(schema_id)
+_Explainer = Callable[[Any], SchemaValidationError | None]
 
+
+def _checker(name: str, fast: Callable[[Any], Any], explain_event: _Explainer) -> EventValidator:
     def check(event: Mapping[str, Any]) -> None:
         data = dict(event) if isinstance(event, Mapping) and not isinstance(event, dict) else event
         try:
             fast(data)
         except fastjsonschema.JsonSchemaValueException as exc:
-            raise (explain(schema_id, data) or _from_fast(schema_id, exc)) from None
+            raise (explain_event(data) or _from_fast(name, exc)) from None
 
-    check.__name__ = check.__qualname__ = f"validate_{schema_id}"
+    check.__name__ = check.__qualname__ = f"validate_{name}"
     return check
+
+
+@functools.cache
+def validator(schema_id: str) -> EventValidator:
+    """The validator of `schema_id`, compiled once; it raises SchemaValidationError."""
+    return _checker(schema_id, fast_validator(schema_id), lambda event: explain(schema_id, event))
+
+
+def compile_validator(name: str, schema: Mapping[str, Any]) -> EventValidator:
+    """A validator of a schema built at run time (e.g. a request body derived from an event
+    schema), with the same two validators, formats and `$` reading; errors carry `name`."""
+    precise = _Precise(copy.deepcopy(dict(schema)), format_checker=_FORMAT_CHECKER)
+    fast = _compile_fast(schema)
+    return _checker(name, fast, lambda event: explain_errors(name, precise.iter_errors(event)))
 
 
 def validate(schema_id: str, event: Mapping[str, Any]) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
-
 import typer
 
 from soma.errors import ConfigError
@@ -30,6 +28,7 @@ def serve(
 
     try:
         settings = get_settings()
+        settings.check_secrets()
     except ConfigError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
@@ -45,16 +44,26 @@ def serve(
 
 
 def token(
-    tenant: str = typer.Argument(..., help="tenant the token speaks for"),
+    tenant_arg: str | None = typer.Argument(
+        None, metavar="[TENANT]", help="tenant the token speaks for (or --tenant)"
+    ),
+    tenant_opt: str | None = typer.Option(
+        None, "--tenant", help="tenant the token speaks for (same as the argument)"
+    ),
     subject: str = typer.Option("dev", help="token subject (sub)"),
     admin: bool = typer.Option(False, "--admin", help="grant the admin role"),
-    ttl: int = typer.Option(3600, help="lifetime in seconds"),
+    ttl: int = typer.Option(3600, help="lifetime in seconds (at most SOMA_JWT_MAX_TTL_S)"),
 ) -> None:
-    """Print a bearer token signed with the active key (development mode only)."""
-    from jwt.warnings import InsecureKeyLengthWarning
-
+    """Print a bearer token signed with this install's key (development mode only)."""
     from gateway.auth import ADMIN_ROLE, issue_token
 
+    if tenant_arg and tenant_opt and tenant_arg != tenant_opt:
+        typer.echo("error: two different tenants given; name it once", err=True)
+        raise typer.Exit(2)
+    tenant = tenant_opt or tenant_arg
+    if not tenant:
+        typer.echo("error: which tenant? `soma token --tenant t1` (or `soma token t1`)", err=True)
+        raise typer.Exit(2)
     settings = Settings()
     if settings.mode != "dev":
         # Production tokens come from the identity provider, never from a shell with the key.
@@ -63,10 +72,7 @@ def token(
     roles = (ADMIN_ROLE,) if admin else ()
     try:
         settings.check_secrets()
-        with warnings.catch_warnings():
-            # Dev mode allows the short placeholder key on purpose; prod mode refuses it.
-            warnings.simplefilter("ignore", InsecureKeyLengthWarning)
-            token_text = issue_token(settings, tenant, subject=subject, roles=roles, ttl_s=ttl)
+        token_text = issue_token(settings, tenant, subject=subject, roles=roles, ttl_s=ttl)
     except (ConfigError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None

@@ -18,11 +18,14 @@ from infra.stack import (
     stop_kafka,
     up,
 )
+from infra.stack.kafka_install import KAFKA_VERSION
 from infra.stack.service import ServiceStatus
-from soma.settings import Settings, get_settings
+from soma.secrets import ensure_secret
+from soma.settings import DEV_JWT_SECRET, Settings, get_settings
 
 stack_app = typer.Typer(
-    help="Local stack: Apache Kafka 3.9.1 (KRaft), Redis and PostgreSQL, data in SOMA_STACK_DIR.",
+    help=f"Local stack: Apache Kafka {KAFKA_VERSION} (KRaft), Redis and PostgreSQL, "
+    "data in SOMA_STACK_DIR.",
     no_args_is_help=True,
 )
 
@@ -53,6 +56,10 @@ def _timed(action: Callable[[], object]) -> float:
 def up_command() -> None:
     """Install what is missing and start every service; harmless when already up."""
     with _operator_errors() as settings:
+        if settings.mode == "dev":
+            # This install's own token signing key (owner-only, generated once): the gateway
+            # and `soma token` use it when SOMA_JWT_KEYS is not set.
+            ensure_secret(settings.stack_dir, DEV_JWT_SECRET)
         started = time.monotonic()
         statuses = up(settings)
         _print(statuses)

@@ -8,14 +8,20 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from psycopg.conninfo import make_conninfo
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from soma.errors import ConfigError
+from soma.secrets import read_secret
 
-# A secret that ships in the repository: fine on a laptop, refused anywhere else.
-DEV_PLACEHOLDER_SECRET = "dev-insecure-change-me"
 REPLICA_DBNAME = "soma_replica"
+# Secrets that were ever written in this repository: anyone can read them, so no mode accepts
+# them (an old .env may still carry one).
+PUBLIC_SECRETS = frozenset({"dev-insecure-change-me"})
+# The per-install signing key `make up` generates (<stack_dir>/secrets/<name>, owner-only).
+DEV_JWT_SECRET = "jwt-dev"
+DEV_JWT_KID = "dev"
+MIN_KEY_CHARS = 32
 
 
 class Settings(BaseSettings):
@@ -42,10 +48,13 @@ class Settings(BaseSettings):
     memory_pool_max: Annotated[int, Field(ge=1, le=100)] = 10  # Postgres connections per process
 
     # HS256 signing keys by key id; the active kid signs, every listed kid verifies (rotation).
-    jwt_keys: dict[str, str] = Field(default_factory=lambda: {"dev": DEV_PLACEHOLDER_SECRET})
-    jwt_active_kid: str = "dev"
+    # Unset in dev mode: the per-install key `make up` generated (DEV_JWT_SECRET).
+    jwt_keys: dict[str, str] = Field(default_factory=dict)
+    jwt_active_kid: str = DEV_JWT_KID
     jwt_issuer: str = "somastream"
     jwt_audience: str = "somastream"
+    # Tokens whose exp is further away than this are refused, whoever signed them.
+    jwt_max_ttl_s: int = 24 * 3600
 
     gateway_host: str = "127.0.0.1"
     gateway_port: int = 8080
@@ -76,27 +85,42 @@ class Settings(BaseSettings):
             return self.replica_dsn
         return make_conninfo(self.postgres_dsn, dbname=REPLICA_DBNAME)
 
+    @model_validator(mode="after")
+    def _per_install_key(self) -> Settings:
+        # Dev mode without SOMA_JWT_KEYS signs and verifies with this install's own key, so
+        # tokens minted on one install (or from the source code) open no other.
+        if not self.jwt_keys and self.mode == "dev":
+            key = read_secret(self.stack_dir, DEV_JWT_SECRET)
+            if key is not None:
+                self.jwt_keys = {DEV_JWT_KID: key}
+        return self
+
     def check_secrets(self) -> None:
-        """Refuse to run outside dev mode with the placeholder secret or no signing key."""
+        """Refuse to sign or verify without a key, with a key anyone can know, or a short one.
+
+        Called by what needs the keys (the gateway, `soma token`), not by every command.
+        """
+        if not self.jwt_keys:
+            raise ConfigError(
+                "no JWT signing key: run `make up` (it generates this install's key in "
+                f"{self.stack_dir}/secrets) or set SOMA_JWT_KEYS"
+            )
         if self.jwt_active_kid not in self.jwt_keys:
             raise ConfigError(
                 f"SOMA_JWT_ACTIVE_KID={self.jwt_active_kid!r} is not a key of SOMA_JWT_KEYS"
             )
-        if self.mode != "dev":
-            weak = [kid for kid, key in self.jwt_keys.items() if key == DEV_PLACEHOLDER_SECRET]
-            if weak:
-                raise ConfigError(
-                    f"SOMA_MODE={self.mode} refuses the placeholder secret for kid(s) {weak}: "
-                    "set SOMA_JWT_KEYS to real secrets"
-                )
-            short = [kid for kid, key in self.jwt_keys.items() if len(key) < 32]
-            if short:
-                raise ConfigError(f"JWT keys {short} are shorter than 32 characters")
+        public = [kid for kid, key in self.jwt_keys.items() if key in PUBLIC_SECRETS]
+        if public:
+            raise ConfigError(
+                f"the key of kid(s) {public} is published in the source code: remove it from "
+                "SOMA_JWT_KEYS (dev mode generates a per-install key with `make up`)"
+            )
+        short = [kid for kid, key in self.jwt_keys.items() if len(key) < MIN_KEY_CHARS]
+        if short:
+            raise ConfigError(f"JWT keys {short} are shorter than {MIN_KEY_CHARS} characters")
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    """The process-wide settings, validated once."""
-    settings = Settings()
-    settings.check_secrets()
-    return settings
+    """The process-wide settings, read once."""
+    return Settings()

@@ -9,6 +9,7 @@ from confluent_kafka import KafkaException
 from fastapi import APIRouter, Depends, Request
 
 from gateway.auth import Principal, require_admin
+from gateway.openapi import responses
 from topics.admin import high_watermarks
 from topics.errors import BrokerUnavailable
 from topics.registry import TopicRegistry
@@ -16,7 +17,11 @@ from topics.registry import TopicRegistry
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
 
-@router.get("/topics", summary="Registry topics and their high watermarks")
+@router.get(
+    "/topics",
+    summary="Registry topics and their high watermarks",
+    responses=responses(401, 403, 503),
+)
 async def list_topics(request: Request, _: Principal = Depends(require_admin)) -> dict[str, Any]:
     """Every registry topic; `high_watermarks` is null for a topic missing on the broker."""
     registry: TopicRegistry = request.app.state.registry

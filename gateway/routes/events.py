@@ -3,22 +3,29 @@
 from __future__ import annotations
 
 import functools
+import re
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Request, status
+from fastapi import APIRouter, Depends, Path, Request, status
 
+from gateway.auth import Principal, require_principal
+from gateway.body import read_json
 from gateway.context import EdgeContext, edge_context, utc_now_iso
 from gateway.errors import TopicNotPublic, UnknownTopic
-from gateway.limits import batch_limit
+from gateway.openapi import json_request_body, responses
 from gateway.produce import build_records, delivery_body, send_records
+from gateway.request_schemas import event_component
 from schemas import SchemaValidationError, load_schema
 from topics import registry as topic_registry
 from topics.registry import TopicRegistry, TopicSpec
 
 router = APIRouter(tags=["events"])
 
-_EXAMPLE = {"events": [{"session_id": "s-1", "tool_name": "search", "args": {}, "metadata": {}}]}
+# Kafka's own rule for a topic name: only a name that could be one is echoed back.
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+PUBLIC_TOPICS = TopicRegistry().public()
 
 
 @functools.cache
@@ -26,12 +33,22 @@ def _declared_fields(schema_id: str) -> frozenset[str]:
     return frozenset(load_schema(schema_id).get("properties", {}))
 
 
+@functools.cache
+def _required_fields(schema_id: str) -> frozenset[str]:
+    return frozenset(load_schema(schema_id).get("required", []))
+
+
 def _public_spec(registry: TopicRegistry, topic: str) -> TopicSpec:
     try:
         spec = registry.get(topic)
     except topic_registry.UnknownTopic:
+        # The name is echoed only when it could be a topic name: a path segment of megabytes,
+        # or of control characters, is not repeated back to the client.
+        shown = topic if _TOPIC_NAME.fullmatch(topic) else None
         raise UnknownTopic(
-            f"no topic {topic!r} in the registry", topic=topic, public_topics=registry.public()
+            f"no topic {shown!r} in the registry" if shown else "no such topic in the registry",
+            topic=shown,
+            public_topics=registry.public(),
         ) from None
     if not spec.public:
         # 403 rather than a 404 that pretends the topic does not exist: the registry is published
@@ -76,8 +93,12 @@ def _stamp(event: dict[str, Any], spec: TopicSpec, edge: EdgeContext, where: str
         and "persona_id" in edge.agent
     ):
         stamped["persona_id"] = edge.agent["persona_id"]
-    if "metadata" in declared and edge.agent and isinstance(stamped.get("metadata", {}), dict):
-        stamped["metadata"] = edge.metadata(stamped.get("metadata"))
+    # Agent headers fill metadata the body sent, or create it where the schema does not
+    # require it: a body the published schema refuses (required metadata missing) stays refused.
+    metadata = stamped.get("metadata")
+    creatable = metadata is None and "metadata" not in _required_fields(spec.schema)
+    if "metadata" in declared and edge.agent and (isinstance(metadata, dict) or creatable):
+        stamped["metadata"] = edge.metadata(metadata)
     return stamped
 
 
@@ -89,21 +110,15 @@ def _events(body: dict[str, Any]) -> tuple[list[Any], str | None]:
     return [body], None
 
 
-@router.post(
-    "/v1/events/{topic}",
-    status_code=status.HTTP_202_ACCEPTED,
-    summary="Produce events to a public topic",
-)
-async def post_events(
-    topic: str,
-    request: Request,
-    body: dict[str, Any] = Body(openapi_examples={"batch": {"value": _EXAMPLE}}),
-    edge: EdgeContext = Depends(edge_context),
-    _: None = Depends(batch_limit("events")),
+async def _produce_events(
+    request: Request, spec: TopicSpec, edge: EdgeContext, body: Any
 ) -> dict[str, Any]:
     """One event (an object) or a batch (`{"events": [...]}`), validated against the topic's
     schema; accepted (202) after the broker stored every record."""
-    spec = _public_spec(request.app.state.registry, topic)
+    if not isinstance(body, dict):
+        raise SchemaValidationError(
+            schema_id=spec.schema, field="/", rule="type", message="field '/': must be an object"
+        )
     raw, pointer = _events(body)
     events = []
     for index, event in enumerate(raw):
@@ -125,3 +140,62 @@ async def post_events(
     if pointer is None:
         return results[0]
     return {"results": results}
+
+
+def _topic_endpoint(topic: str) -> Callable[..., Awaitable[dict[str, Any]]]:
+    async def post_topic_events(
+        request: Request, edge: EdgeContext = Depends(edge_context)
+    ) -> dict[str, Any]:
+        spec = request.app.state.registry.get(topic)
+        # The stamped events are validated against the topic's schema (build_records), so no
+        # second, body-level validation runs: the published body schema is that schema minus
+        # what the gateway stamps.
+        body = await read_json(request, batch_key="events")
+        return await _produce_events(request, spec, edge, body)
+
+    return post_topic_events
+
+
+# One operation per public topic, so the OpenAPI document can give each its own body schema.
+for _topic in PUBLIC_TOPICS:
+    router.add_api_route(
+        f"/v1/events/{_topic}",
+        _topic_endpoint(_topic),
+        methods=["POST"],
+        status_code=status.HTTP_202_ACCEPTED,
+        name=f"post_events_{_topic}",
+        operation_id=f"post_events_{_topic.replace('.', '_')}",
+        summary=f"Produce events to {_topic}",
+        description='One event, or a batch `{"events": [...]}` (all or nothing), validated '
+        f"against the schema of `{_topic}`; accepted (202) once the broker stored every record. "
+        "The gateway stamps tenant (from the token), event_id, occurred_at, request_id and "
+        "trace_context where the body leaves them out.",
+        responses=responses(400, 401, 413, 415, 422, 503),
+        openapi_extra=json_request_body(event_component(_topic)),
+    )
+
+
+@router.post(
+    "/v1/events/{topic}",
+    status_code=status.HTTP_404_NOT_FOUND,
+    summary="Any other topic: unknown (404) or internal (403)",
+    # No success here: the route's own status is the 404 it answers for an unknown topic. A
+    # public topic's name (which this operation's schema excludes) is served by that topic's
+    # own operation, so the path can also answer what those answer.
+    responses={
+        **responses(400, 401, 403, 404, 413, 415, 422, 503),
+        202: {"description": "Only for a public topic's name: see that topic's operation."},
+    },
+    response_description="No such topic (`unknown_topic`).",
+)
+async def post_other_topic(
+    request: Request,
+    topic: str = Path(
+        json_schema_extra={"not": {"enum": PUBLIC_TOPICS}},
+        description="Any name but a public topic's (those have their own operation).",
+    ),
+    _: Principal = Depends(require_principal),
+) -> None:
+    """Clients may produce only to the public topics; the answer says which they are."""
+    _public_spec(request.app.state.registry, topic)
+    raise UnknownTopic("no such topic", topic=None)  # not reached: public topics route above

@@ -5,13 +5,44 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from pydantic import BaseModel
 
 from gateway.health import Status, check_health
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz", summary="Health of the gateway's dependencies")
+class ComponentBody(BaseModel):
+    status: Status
+    latency_ms: float
+    error: str | None
+
+
+class HealthBody(BaseModel):
+    """The health report: overall status and each dependency's."""
+
+    status: Status
+    components: dict[str, ComponentBody]
+
+
+_HEALTH_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {"model": HealthBody, "description": "ok or degraded: still serving"},
+    503: {"model": HealthBody, "description": "down: take the gateway out of rotation"},
+}
+_METRICS_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {
+        "description": "Prometheus text exposition",
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    }
+}
+
+
+@router.get(
+    "/healthz",
+    summary="Health of the gateway's dependencies",
+    response_class=JSONResponse,
+    responses=_HEALTH_RESPONSES,
+)
 async def healthz(request: Request) -> JSONResponse:
     """200 when ok or degraded (still serving), 503 when down (take it out of rotation)."""
     state = request.app.state
@@ -20,6 +51,11 @@ async def healthz(request: Request) -> JSONResponse:
     return JSONResponse(report.as_dict(), status_code=code)
 
 
-@router.get("/metrics", summary="Prometheus metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses=_METRICS_RESPONSES,
+)
 async def metrics() -> Response:
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)

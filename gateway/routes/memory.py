@@ -6,10 +6,11 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
+from gateway.body import json_body
 from gateway.context import EdgeContext, edge_context, utc_now_iso
-from gateway.limits import batch_limit
+from gateway.openapi import json_request_body, responses
 from gateway.produce import build_records, delivery_body, send_records
 from processors.idempotency import derive_idempotency_key
 from soma.settings import Settings
@@ -19,31 +20,9 @@ router = APIRouter(tags=["memory"])
 TOPIC = "memory.requests"
 
 
-class MemoryWrite(BaseModel):
-    """One memory write; content rules (lengths, memory types) live in the memory_write schema."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    session_id: str | None = Field(
-        None, description="Session of the write; sessionless writes are keyed by idempotency key."
-    )
-    idempotency_key: str | None = Field(
-        None, description="What the memory service dedupes on; derived from the write if absent."
-    )
-    namespace: str | None = Field(None, description="Memory namespace; SOMA_NAMESPACE if absent.")
-    memory_type: str | None = Field(None, description="episodic | semantic | procedural")
-    payload: dict[str, Any]
-    content: str | None = None
-    universe: str | None = Field(None, description="Memory universe; X-Universe-Id if absent.")
-    persona_id: str | None = Field(None, description="Persona; X-Persona-Id if absent.")
-    agent_profile: str | None = Field(None, description="Agent profile; X-Agent-Profile if absent.")
-    metadata: dict[str, Any] = Field(default_factory=dict)
-
-
-class MemoryBatch(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    items: list[MemoryWrite]
+# gateway/request_schemas.py: both derived from memory_write.
+WRITE_BODY = "MemoryWrite"
+BATCH_BODY = "MemoryBatch"
 
 
 class WriteAccepted(BaseModel):
@@ -58,44 +37,48 @@ class BatchAccepted(BaseModel):
     results: list[WriteAccepted]
 
 
-def memory_write_event(body: MemoryWrite, edge: EdgeContext, settings: Settings) -> dict[str, Any]:
-    """The memory_write event for a write, with a deterministic idempotency key when none came."""
-    namespace = body.namespace or settings.namespace
+def memory_write_event(
+    body: dict[str, Any], edge: EdgeContext, settings: Settings
+) -> dict[str, Any]:
+    """The memory_write event for a validated write body (absent and null mean "not given"),
+    with a deterministic idempotency key when none came."""
+    namespace = body.get("namespace") or settings.namespace
+    session_id = body.get("session_id")
     # Everything that makes two writes the same memory goes into the derived key; the event id,
     # request id and timestamps do not, so a client retry dedupes.
     identity = {
         "namespace": namespace,
-        "memory_type": body.memory_type,
-        "payload": body.payload,
-        "content": body.content,
-        "universe": body.universe,
+        "memory_type": body.get("memory_type"),
+        "payload": body["payload"],
+        "content": body.get("content"),
+        "universe": body.get("universe"),
     }
-    key = body.idempotency_key or derive_idempotency_key(edge.tenant, body.session_id, identity)
+    key = body.get("idempotency_key") or derive_idempotency_key(edge.tenant, session_id, identity)
     event: dict[str, Any] = {
         "event_id": str(uuid.uuid4()),
         "tenant": edge.tenant,
         # A sessionless write is keyed by its idempotency key, so retries land on one partition
         # and sessionless writes spread over partitions instead of sharing one "default" session.
-        "session_id": body.session_id or key,
+        "session_id": session_id or key,
         "idempotency_key": key,
         "namespace": namespace,
-        "memory_type": body.memory_type or "episodic",
-        "payload": body.payload,
-        "universe": body.universe or edge.agent.get("universe_id"),
-        "persona_id": body.persona_id or edge.agent.get("persona_id"),
-        "agent_profile": body.agent_profile or edge.agent.get("agent_profile"),
-        "metadata": edge.metadata(body.metadata),
+        "memory_type": body.get("memory_type") or "episodic",
+        "payload": body["payload"],
+        "universe": body.get("universe") or edge.agent.get("universe_id"),
+        "persona_id": body.get("persona_id") or edge.agent.get("persona_id"),
+        "agent_profile": body.get("agent_profile") or edge.agent.get("agent_profile"),
+        "metadata": edge.metadata(body.get("metadata")),
         "request_id": edge.request_id,
         "trace_context": edge.trace_context(),
         "occurred_at": utc_now_iso(),
     }
-    if body.content is not None:
-        event["content"] = body.content
+    if body.get("content") is not None:
+        event["content"] = body["content"]
     return event
 
 
 async def _produce(
-    request: Request, writes: list[MemoryWrite], edge: EdgeContext, pointer: str | None
+    request: Request, writes: list[dict[str, Any]], edge: EdgeContext, pointer: str | None
 ) -> list[dict[str, Any]]:
     events = [memory_write_event(w, edge, request.app.state.settings) for w in writes]
     spec = request.app.state.registry.get(TOPIC)
@@ -112,9 +95,13 @@ async def _produce(
     status_code=status.HTTP_202_ACCEPTED,
     response_model=WriteAccepted,
     summary="Remember one memory",
+    responses=responses(400, 401, 413, 415, 422, 503),
+    openapi_extra=json_request_body(WRITE_BODY),
 )
 async def remember(
-    body: MemoryWrite, request: Request, edge: EdgeContext = Depends(edge_context)
+    request: Request,
+    edge: EdgeContext = Depends(edge_context),
+    body: dict[str, Any] = Depends(json_body(WRITE_BODY)),
 ) -> dict[str, Any]:
     """Accepted (202) once the broker stored the write; the flows deliver it to memory."""
     (result,) = await _produce(request, [body], edge, pointer=None)
@@ -126,12 +113,14 @@ async def remember(
     status_code=status.HTTP_202_ACCEPTED,
     response_model=BatchAccepted,
     summary="Remember many memories",
+    responses=responses(400, 401, 413, 415, 422, 503),
+    openapi_extra=json_request_body(BATCH_BODY),
 )
 async def remember_batch(
-    body: MemoryBatch,
     request: Request,
     edge: EdgeContext = Depends(edge_context),
-    _: None = Depends(batch_limit("items")),
+    body: dict[str, Any] = Depends(json_body(BATCH_BODY, batch_key="items")),
 ) -> dict[str, Any]:
-    """All items are validated before any is sent; one invalid item refuses the whole batch."""
-    return {"results": await _produce(request, body.items, edge, pointer="/items")}
+    """All items are validated before any is sent; one invalid item refuses the whole batch.
+    More than SOMA_MAX_BATCH_ITEMS items is 413 before any item is looked at."""
+    return {"results": await _produce(request, body["items"], edge, pointer="/items")}

@@ -6,9 +6,11 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request, status
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
+from gateway.body import json_body
 from gateway.context import EdgeContext, edge_context, utc_now_iso
+from gateway.openapi import json_request_body, responses
 from gateway.produce import build_records, delivery_body, send_records
 
 router = APIRouter(tags=["session"])
@@ -17,17 +19,7 @@ TOPIC = "conversation.inbound"
 UPSTREAM_VERSION = "sa01-v1"
 
 
-class SessionMessage(BaseModel):
-    """The upstream request body; content rules (lengths, roles) live in the event schema."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    session_id: str | None = Field(None, description="Existing session; a new uuid when absent.")
-    persona_id: str | None = Field(None, description="Persona; X-Persona-Id when absent.")
-    message: str = Field(description="The message text (at most 65536 characters).")
-    attachments: list[str] = Field(default_factory=list)
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    role: str = Field("user", description="user | assistant | system")
+BODY = "SessionMessage"  # gateway/request_schemas.py: derived from conversation_event
 
 
 class Accepted(BaseModel):
@@ -38,17 +30,22 @@ class Accepted(BaseModel):
     offset: int
 
 
-def conversation_event(body: SessionMessage, edge: EdgeContext) -> dict[str, Any]:
-    """The conversation_event for a message, stamped with the caller's tenant and trace."""
+def conversation_event(body: dict[str, Any], edge: EdgeContext) -> dict[str, Any]:
+    """The conversation_event for a validated message body, stamped with tenant and trace.
+
+    Absent and null mean "not given"; an empty string was already refused by the body schema,
+    so it never silently becomes a new session.
+    """
+    role = body.get("role", "user")
     return {
         "event_id": str(uuid.uuid4()),
-        "session_id": body.session_id or str(uuid.uuid4()),
-        "persona_id": body.persona_id or edge.agent.get("persona_id"),
-        "role": body.role,
-        "type": body.role,
-        "message": body.message,
-        "attachments": body.attachments,
-        "metadata": edge.metadata(body.metadata),
+        "session_id": body.get("session_id") or str(uuid.uuid4()),
+        "persona_id": body.get("persona_id") or edge.agent.get("persona_id"),
+        "role": role,
+        "type": role,
+        "message": body["message"],
+        "attachments": body.get("attachments", []),
+        "metadata": edge.metadata(body.get("metadata")),
         "version": UPSTREAM_VERSION,
         "tenant": edge.tenant,
         "request_id": edge.request_id,
@@ -62,9 +59,13 @@ def conversation_event(body: SessionMessage, edge: EdgeContext) -> dict[str, Any
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
     summary="Send a session message",
+    responses=responses(400, 401, 413, 415, 422, 503),
+    openapi_extra=json_request_body(BODY),
 )
 async def post_session_message(
-    body: SessionMessage, request: Request, edge: EdgeContext = Depends(edge_context)
+    request: Request,
+    edge: EdgeContext = Depends(edge_context),
+    body: dict[str, Any] = Depends(json_body(BODY)),
 ) -> dict[str, Any]:
     """Accepted (202) once the broker has stored the event; 503 + Retry-After when it cannot."""
     event = conversation_event(body, edge)

@@ -8,20 +8,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, Path, Request
 
 from gateway.auth import Principal, require_principal
+from gateway.openapi import responses
 from schemas import SchemaValidationError
 from state.catalog import PageRoute, page_routes
 from state.reads import StateReader
 
 router = APIRouter(tags=["state"])
-
-_RESPONSES: dict[int | str, dict[str, Any]] = {
-    401: {"description": "Missing or invalid bearer token"},
-    422: {"description": "The id cannot form a record key (field and rule named)"},
-    503: {
-        "description": "State not readable right now (rebalancing, restoring, broker down); "
-        "retry after the Retry-After header's seconds"
-    },
-}
 
 
 def state_reader(request: Request) -> StateReader:
@@ -59,5 +51,5 @@ for _page in page_routes().values():
             f"The `{_page.page.table}` value of the caller's `{_page.key_rule.value}` key, kept "
             f"by the `{_page.flow.name}` flow and answered by the worker owning its partition."
         ),
-        responses=_RESPONSES,
+        responses=responses(401, 422, 503),
     )

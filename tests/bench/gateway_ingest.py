@@ -6,6 +6,7 @@ the same run, so the ratio compares like with like on this machine.
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import time
@@ -18,6 +19,7 @@ from confluent_kafka import Producer
 
 from gateway.auth import issue_token
 from soma.settings import Settings
+from tests.conftest import TEST_JWT_KEYS
 from tests.support.processes import running_gateway
 from topics.admin import apply_topics, delete_topics
 from topics.registry import TopicRegistry
@@ -102,7 +104,7 @@ def bench_latency(base: str, token: str) -> tuple[float, float, int]:
 
 def main() -> None:
     prefix = f"bench{uuid.uuid4().hex[:6]}."
-    settings = Settings(topic_prefix=prefix)
+    settings = Settings(topic_prefix=prefix, jwt_keys=TEST_JWT_KEYS, jwt_active_kid="k2")
     registry = TopicRegistry(prefix)
     topic_specs = [registry.get("conversation.inbound")]
     raw_topic = f"{prefix}raw.conversation.inbound"
@@ -114,7 +116,12 @@ def main() -> None:
         bench_raw(settings, raw_topic, batches[:2])  # warm-up: connections and metadata
         raw_rate = bench_raw(settings, raw_topic, batches)
         token = issue_token(settings, tenant=tenant, subject="bench")
-        with running_gateway({"SOMA_TOPIC_PREFIX": prefix}) as base:
+        env = {
+            "SOMA_TOPIC_PREFIX": prefix,
+            "SOMA_JWT_KEYS": json.dumps(TEST_JWT_KEYS),
+            "SOMA_JWT_ACTIVE_KID": "k2",
+        }
+        with running_gateway(env) as base:
             bench_gateway(base, token, batches[:2])
             gateway_rate = bench_gateway(base, token, batches)
             p50, p99, n = bench_latency(base, token)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
 
@@ -11,6 +12,7 @@ import pytest
 from gateway.auth import issue_token
 from infra.stack.kafka import kafka_running, start_kafka, stop_kafka
 from soma.settings import Settings
+from tests.conftest import TEST_JWT_KEYS
 from tests.support.kafka import read_records
 from tests.support.processes import running_gateway, wait_until
 from topics.admin import apply_topics, delete_topics
@@ -22,10 +24,17 @@ pytestmark = [pytest.mark.fault, pytest.mark.integration]
 @pytest.fixture
 def gateway_with_topics(tmp_path) -> Iterator[tuple[str, Settings]]:  # type: ignore[no-untyped-def]
     prefix = f"f{uuid.uuid4().hex[:8]}."
-    settings = Settings(topic_prefix=prefix, produce_timeout_s=3.0)
+    settings = Settings(
+        topic_prefix=prefix, produce_timeout_s=3.0, jwt_keys=TEST_JWT_KEYS, jwt_active_kid="k2"
+    )
     specs = [TopicRegistry(prefix).get("conversation.inbound")]
     apply_topics(settings, specs)
-    env = {"SOMA_TOPIC_PREFIX": prefix, "SOMA_PRODUCE_TIMEOUT_S": "3"}
+    env = {
+        "SOMA_TOPIC_PREFIX": prefix,
+        "SOMA_PRODUCE_TIMEOUT_S": "3",
+        "SOMA_JWT_KEYS": json.dumps(TEST_JWT_KEYS),
+        "SOMA_JWT_ACTIVE_KID": "k2",
+    }
     try:
         with running_gateway(env, tmp_path / "gateway.log") as base:
             yield base, settings

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from infra.stack import kafka_running, start_kafka, status, stop_kafka, up
 from infra.stack.kafka import broker_address, kafka_pid
 from infra.stack.kafka_install import KAFKA_VERSION
-from infra.stack.ports import port_open
+from infra.stack.ports import parse_address, port_open
 from infra.stack.process import wait_until
 from soma.cli_stack import stack_app
 from soma.settings import Settings
@@ -71,7 +71,11 @@ def test_kafka_answers_metadata_with_the_configured_defaults(
     settings: Settings, admin: AdminClient, topic_factory: list[str]
 ) -> None:
     metadata = admin.list_topics(timeout=10)
-    assert [(b.host, b.port) for b in metadata.brokers.values()] == [("127.0.0.1", 9092)]
+    # The configured address, not 9092: a side-by-side stack runs on other ports.
+    configured = parse_address(settings.kafka_bootstrap, 9092)
+    assert [(b.host, b.port) for b in metadata.brokers.values()] == [
+        (configured.host, configured.port)
+    ]
 
     name = f"test.stack.{uuid.uuid4().hex}"
     topic_factory.append(name)

@@ -38,10 +38,14 @@ def wait_until(
 
 
 @contextmanager
-def running_gateway(env: dict[str, str], log_path: Path | None = None) -> Iterator[str]:
-    """A real gateway process (uvicorn) with `env` added; yields its base URL."""
+def running_gateway(
+    env: dict[str, str], log_path: Path | None = None, unset: tuple[str, ...] = ()
+) -> Iterator[str]:
+    """A real gateway process (uvicorn) with `env` added and `unset` removed; yields its URL."""
     port = free_port()
     full_env = {**os.environ, **env, "SOMA_GATEWAY_PORT": str(port)}
+    for name in unset:
+        full_env.pop(name, None)
     log = open(log_path, "wb") if log_path else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(
         [

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import jwt
 import pytest
+from jwt.warnings import InsecureKeyLengthWarning
 
 from gateway.auth import issue_token, verify_token
 from gateway.errors import Unauthorized
-from soma.settings import Settings
+from soma.errors import ConfigError
+from soma.secrets import ensure_secret
+from soma.settings import DEV_JWT_SECRET, PUBLIC_SECRETS, Settings
 from tests.conftest import TEST_JWT_KEYS
 
 OLD, NEW = TEST_JWT_KEYS["k1"], TEST_JWT_KEYS["k2"]
@@ -109,3 +113,33 @@ def test_a_tenant_that_cannot_start_a_record_key_is_refused() -> None:
 def test_issue_token_refuses_an_unlisted_kid() -> None:
     with pytest.raises(ValueError, match="k7"):
         issue_token(_settings(), "acme", kid="k7")
+
+
+def test_a_token_signed_with_the_key_once_in_the_source_opens_no_install(tmp_path: Path) -> None:
+    ensure_secret(tmp_path, DEV_JWT_SECRET)  # what `make up` does on this install
+    settings = Settings(stack_dir=tmp_path)
+    settings.check_secrets()
+    (published,) = PUBLIC_SECRETS
+    claims = {
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "sub": "mallory",
+        "tenant": "victim",
+        "roles": ["admin"],
+        "exp": int(time.time()) + 60,
+    }
+    with pytest.warns(InsecureKeyLengthWarning):  # it was a short key, too
+        forged = jwt.encode(claims, published, algorithm="HS256", headers={"kid": "dev"})
+    assert "signature" in _refusal(settings, forged).lower()
+    # Nor can that key be configured on purpose.
+    with pytest.raises(ConfigError, match="published"):
+        Settings(jwt_keys={"dev": published}).check_secrets()
+
+
+def test_token_lifetime_is_capped_when_issued_and_when_verified() -> None:
+    settings = _settings(jwt_max_ttl_s=600)
+    with pytest.raises(ValueError, match="at most 600"):
+        issue_token(settings, "acme", ttl_s=601)
+    issue_token(settings, "acme", ttl_s=600)
+    long_lived = issue_token(_settings(), "acme", ttl_s=3600)  # signed where the cap is higher
+    assert "longer than 600" in _refusal(settings, long_lived)

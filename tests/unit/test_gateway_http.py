@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 
 from gateway.app import create_app
@@ -17,6 +18,7 @@ from gateway.errors import field_pointer, schema_rule
 from gateway.routes.state import state_reader
 from soma.settings import Settings
 from tests.conftest import AuthHeaders, SettingsFactory
+from tests.support.hostile import CASES, Hostile
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 
@@ -180,3 +182,122 @@ def test_pointers_escape_and_rules_use_json_schema_words() -> None:
         "type",
         "enum",
     ]
+
+
+# --- hostile input: every client mistake is a 4xx naming field and rule -------------------------
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda case: case.name)
+async def test_hostile_bodies_are_4xx_naming_field_and_rule(
+    client: httpx.AsyncClient, settings: Settings, auth_headers: AuthHeaders, case: Hostile
+) -> None:
+    headers = {**auth_headers(settings), "content-type": "application/json"}
+    response = await client.post(case.path, content=case.body, headers=headers)
+    assert response.status_code == case.status, response.text
+    error = response.json()
+    if case.rule is not None:
+        assert error["rule"] == case.rule
+        assert f"(rule: {case.rule})" in error["message"]
+    if case.field is not None:
+        assert error["field"] == case.field
+    assert "errors" not in error  # never a list of a million errors
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["text/plain", "application/x-www-form-urlencoded", "application/json; charset=latin-1"],
+)
+async def test_a_body_that_is_not_json_is_415(
+    client: httpx.AsyncClient, settings: Settings, auth_headers: AuthHeaders, content_type: str
+) -> None:
+    headers = {**auth_headers(settings), "content-type": content_type}
+    response = await client.post("/v1/session/message", content=b'{"message":"a"}', headers=headers)
+    assert response.status_code == 415, response.text
+    assert response.json()["error"] == "unsupported_media_type"
+
+
+async def test_the_unknown_topic_404_does_not_echo_a_hostile_name(
+    client: httpx.AsyncClient, settings: Settings, auth_headers: AuthHeaders
+) -> None:
+    headers = auth_headers(settings)
+    long_name = "x" * 5000
+    response = await client.post(f"/v1/events/{long_name}", json={}, headers=headers)
+    assert response.status_code == 404
+    assert long_name not in response.text and len(response.content) < 1000
+    assert response.json()["topic"] is None
+    plain = await client.post("/v1/events/no.such.topic", json={}, headers=headers)
+    assert plain.json()["topic"] == "no.such.topic"
+
+
+async def test_an_uppercase_traceparent_starts_a_new_trace(client: httpx.AsyncClient) -> None:
+    upper = f"00-{TRACE_ID.upper()}-00F067AA0BA902B7-01"
+    response = await client.get("/v1/admin/topics", headers={"traceparent": upper})
+    assert response.headers["traceparent"].split("-")[1] not in (TRACE_ID, TRACE_ID.upper())
+    lower = await client.get("/v1/admin/topics", headers={"traceparent": upper.lower()})
+    assert lower.headers["traceparent"].split("-")[1] == TRACE_ID
+
+
+async def test_a_token_living_longer_than_the_cap_is_401(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    claims = {
+        "iss": settings.jwt_issuer,
+        "aud": settings.jwt_audience,
+        "sub": "s",
+        "tenant": "acme",
+        "exp": 10**22 * 31_536_000,  # the year 10^22
+    }
+    forever = jwt.encode(claims, settings.jwt_keys["k2"], algorithm="HS256", headers={"kid": "k2"})
+    response = await client.post(
+        "/v1/session/message",
+        json={"message": "hi"},
+        headers={"Authorization": f"Bearer {forever}"},
+    )
+    assert response.status_code == 401
+    assert "longer than" in response.json()["message"]
+
+
+async def test_an_unexpected_error_is_a_json_500_that_keeps_the_connection(
+    settings: Settings,
+) -> None:
+    app = create_app(settings)
+
+    async def broken() -> None:
+        raise RuntimeError("a bug")
+
+    app.add_api_route("/broken", broken)
+    # raise_app_exceptions: the transport raises whatever escapes the app, which is what made
+    # uvicorn drop the keep-alive connection after answering.
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=True)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+        response = await client.get("/broken", headers={"X-Request-Id": "req-500"})
+    assert response.status_code == 500
+    assert response.json() == {
+        "error": "internal_error",
+        "message": "unexpected server error; quote the request_id",
+        "request_id": "req-500",
+    }
+
+
+async def test_openapi_documents_security_statuses_and_the_event_schemas_constraints(
+    client: httpx.AsyncClient,
+) -> None:
+    document = (await client.get("/openapi.json")).json()
+    assert document["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+    paths = document["paths"]
+    for path in ("/v1/session/message", "/v1/memory/remember", "/v1/events/tool.requests"):
+        operation = paths[path]["post"]
+        assert operation["security"] == [{"bearer": []}]
+        assert {"202", "400", "401", "413", "415", "422", "503"} <= set(operation["responses"])
+        error = operation["responses"]["422"]["content"]["application/json"]["schema"]
+        assert error == {"$ref": "#/components/schemas/ErrorBody"}
+    assert {"401", "403", "404"} <= set(paths["/v1/events/{topic}"]["post"]["responses"])
+    schemas = document["components"]["schemas"]
+    message = schemas["SessionMessage"]["properties"]
+    assert message["attachments"]["maxItems"] == 256
+    assert message["attachments"]["items"]["minLength"] == 1
+    assert message["session_id"]["minLength"] == 1
+    assert schemas["MemoryWrite"]["properties"]["payload"]["minProperties"] == 1
+    inbound = schemas["Events_conversation_inbound"]["anyOf"][0]
+    assert set(inbound["required"]) == {"session_id", "role", "message"}  # the rest is stamped
+    assert inbound["properties"]["tenant"]["readOnly"] is True

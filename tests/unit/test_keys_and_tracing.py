@@ -50,6 +50,9 @@ def test_traceparent_round_trip_and_child_keeps_trace() -> None:
         "00-" + "0" * 32 + "-" + "1" * 16 + "-01",
         "ff-" + "a" * 32 + "-" + "b" * 16 + "-01",
         "00-" + "a" * 31 + "-" + "b" * 16 + "-01",
+        # W3C: uppercase hex is invalid, the receiver starts a new trace.
+        "00-" + "A" * 32 + "-" + "b" * 16 + "-01",
+        "00-" + "a" * 32 + "-" + "B" * 16 + "-01",
     ],
 )
 def test_malformed_traceparent_is_ignored(value: str | None) -> None:

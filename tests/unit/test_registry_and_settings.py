@@ -1,9 +1,12 @@
-"""The topic registry covers DESIGN.md's topics; settings refuse placeholder secrets in prod."""
+"""The topic registry covers DESIGN.md's topics; settings refuse signing keys anyone can know."""
+
+from pathlib import Path
 
 import pytest
 
 from soma.errors import ConfigError
-from soma.settings import DEV_PLACEHOLDER_SECRET, Settings
+from soma.secrets import ensure_secret
+from soma.settings import DEV_JWT_SECRET, PUBLIC_SECRETS, Settings
 from topics.registry import ALL_TOPICS, TopicRegistry, UnknownTopic
 
 DESIGN_TOPICS = {
@@ -49,14 +52,31 @@ def test_public_topics_exclude_internal_ones() -> None:
     assert not public & {"memory.wal", "memory.outbox", "agent.audit.v1", "memory.requests"}
 
 
-def test_prod_refuses_placeholder_secret() -> None:
-    with pytest.raises(ConfigError, match="placeholder"):
-        Settings(mode="prod", jwt_keys={"dev": DEV_PLACEHOLDER_SECRET}).check_secrets()
+@pytest.mark.parametrize("mode", ["dev", "prod"])
+def test_a_key_published_in_the_source_is_refused_in_every_mode(mode: str) -> None:
+    for public in PUBLIC_SECRETS:
+        with pytest.raises(ConfigError, match="published"):
+            Settings(mode=mode, jwt_keys={"dev": public}).check_secrets()
 
 
-def test_prod_accepts_real_secret_and_dev_accepts_placeholder() -> None:
+def test_short_keys_are_refused() -> None:
+    with pytest.raises(ConfigError, match="shorter"):
+        Settings(jwt_keys={"k1": "x" * 31}, jwt_active_kid="k1").check_secrets()
     Settings(mode="prod", jwt_keys={"k1": "x" * 40}, jwt_active_kid="k1").check_secrets()
-    Settings(mode="dev").check_secrets()
+
+
+def test_dev_mode_uses_the_per_install_key(tmp_path: Path) -> None:
+    # No key in the code: without SOMA_JWT_KEYS and before `make up` there is none at all.
+    with pytest.raises(ConfigError, match="make up"):
+        Settings(stack_dir=tmp_path).check_secrets()
+    key = ensure_secret(tmp_path, DEV_JWT_SECRET)
+    settings = Settings(stack_dir=tmp_path)
+    settings.check_secrets()
+    assert settings.jwt_keys == {"dev": key} and len(key) >= 32
+    assert (tmp_path / "secrets" / DEV_JWT_SECRET).stat().st_mode & 0o777 == 0o600
+    # Another install has another key, and prod mode never falls back to a file.
+    assert ensure_secret(tmp_path / "other", DEV_JWT_SECRET) != key
+    assert Settings(stack_dir=tmp_path, mode="prod").jwt_keys == {}
 
 
 def test_active_kid_must_exist() -> None:

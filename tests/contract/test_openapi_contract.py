@@ -1,0 +1,101 @@
+"""The gateway process against its own OpenAPI document, with schemathesis.
+
+A real gateway and a session-counts worker (the state route answers from it) run on a fresh
+topic set; schemathesis generates valid and invalid requests for every documented operation
+with an admin token and fails on any server error, undocumented status, schema-valid request
+refused, schema-invalid request accepted, or body that does not match its documented schema.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from soma.settings import Settings
+from tests.conftest import TEST_JWT_KEYS, TokenFactory
+from tests.integration.conftest import TopicSetFactory
+from tests.support.flows import WorkerProcess
+from tests.support.processes import free_port, running_gateway
+
+pytestmark = pytest.mark.contract
+
+CONFIG = Path(__file__).with_name("schemathesis.toml")
+# Per operation; with the coverage phase this is about 4,000 requests in about a minute here.
+MAX_EXAMPLES = int(os.environ.get("SOMA_CONTRACT_EXAMPLES", "25"))
+ST = Path(sys.executable).with_name("st")
+
+
+@pytest.fixture
+def plane(topic_set_factory: TopicSetFactory, tmp_path: Path) -> Iterator[tuple[str, Settings]]:
+    """A gateway and a session-counts worker over every topic, under a fresh prefix."""
+    settings, _ = topic_set_factory()
+    # The gateway's state reads look for this group (state/session_counts.py's default).
+    worker = WorkerProcess(
+        "session-counts",
+        settings,
+        f"{settings.topic_prefix}soma-session-counts",
+        free_port(),
+        tmp_path / "worker",
+        tmp_path / "worker.log",
+    )
+    env = {
+        "SOMA_TOPIC_PREFIX": settings.topic_prefix,
+        "SOMA_JWT_KEYS": json.dumps(TEST_JWT_KEYS),
+        "SOMA_JWT_ACTIVE_KID": settings.jwt_active_kid,
+    }
+    worker.start()
+    try:
+        worker.wait_ready()
+        with running_gateway(env, tmp_path / "gateway.log") as base:
+            yield base, settings
+    finally:
+        worker.stop()
+
+
+def test_the_gateway_keeps_its_openapi_contract(
+    plane: tuple[str, Settings], token_factory: TokenFactory, tmp_path: Path
+) -> None:
+    base, settings = plane
+    token = token_factory(settings, tenant=f"c{uuid.uuid4().hex[:8]}", roles=["admin"])
+    run = subprocess.run(
+        [
+            str(ST),
+            "--config-file",
+            str(CONFIG),
+            "--no-color",
+            "run",
+            f"{base}/openapi.json",
+            "--header",
+            f"Authorization: Bearer {token}",
+            "--max-examples",
+            str(MAX_EXAMPLES),
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--workers",
+            "2",
+            "--generation-database",
+            "none",
+            "--report",
+            "junit",
+            "--report-junit-path",
+            str(tmp_path / "schemathesis.xml"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+    )
+    output = run.stdout + run.stderr
+    summary = re.search(r"(\d+) generated, (.*)", output)
+    print(summary.group(0) if summary else output[-2000:])
+    assert run.returncode == 0, output[-20_000:]
+    assert summary is not None and int(summary.group(1)) > 1000, output[-2000:]
+    assert "failure" not in summary.group(2), summary.group(0)
