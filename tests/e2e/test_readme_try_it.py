@@ -55,7 +55,7 @@ def json_documents(text: str) -> list[Any]:
 
 @pytest.fixture
 def plane(topic_set_factory: TopicSetFactory, tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    settings, _ = topic_set_factory(["conversation.inbound"])
+    settings, _ = topic_set_factory(["conversation.inbound", "conversation.inbound.dlq"])
     stack_dir = tmp_path / "stack"
     ensure_secret(stack_dir, DEV_JWT_SECRET)  # what `make up` (soma stack up) does
     worker = WorkerProcess(
