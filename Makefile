@@ -76,8 +76,9 @@ test: install browser lint typecheck docs stack-up ## Lint, typecheck, docs, the
 	$(BIN)/soma db upgrade
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-bench: stack-up ## Benchmarks: gateway ingest vs raw confluent-kafka, latency p50/p99
+bench: stack-up ## Benchmarks: gateway ingest vs raw confluent-kafka, latency; flow scale-out 1 vs 2 workers
 	$(BIN)/python -m tests.bench.gateway_ingest
+	$(BIN)/python -m tests.bench.flow_scale
 
 clean: ## Remove build and cache folders (keeps the stack's data)
 	rm -rf site build .pytest_cache .mypy_cache .ruff_cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +17,7 @@ from soma.errors import SomaError
 from soma.metrics import GATEWAY_REJECTED_REQUESTS
 from state.errors import StateUnavailable, UnknownStatePage
 from topics.errors import BrokerUnavailable, RecordRejected
+from topics.registry import UnknownTopic
 
 
 class GatewayError(HTTPException, SomaError):
@@ -53,10 +55,6 @@ class Unauthorized(GatewayError):
 
 class Forbidden(GatewayError):
     status, code = 403, "forbidden"
-
-
-class UnknownTopic(GatewayError):
-    status, code = 404, "unknown_topic"
 
 
 class TopicNotPublic(GatewayError):
@@ -193,6 +191,23 @@ async def _state_unavailable(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+# What a topic name can look like (Kafka's rule); anything else is not echoed back.
+_TOPIC_NAME = re.compile(r"[A-Za-z0-9._-]{1,249}")
+
+
+async def _unknown_topic(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, UnknownTopic)
+    # The name is echoed only when it could be a topic name: a path segment of megabytes,
+    # or of control characters, is not repeated back to the client.
+    shown = exc.name if _TOPIC_NAME.fullmatch(exc.name) else None
+    message = f"no topic {shown!r} in the registry" if shown else "no such topic in the registry"
+    body = {"error": "unknown_topic", "message": message, "topic": shown}
+    registry = getattr(request.app.state, "registry", None)
+    if registry is not None:
+        body["public_topics"] = registry.public()
+    return _json(request, 404, body)
+
+
 async def _unknown_state_page(request: Request, exc: Exception) -> JSONResponse:
     return _json(request, 404, {"error": "unknown_state_page", "message": str(exc)})
 
@@ -223,6 +238,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RecordRejected, _record_rejected)
     app.add_exception_handler(StateUnavailable, _state_unavailable)
     app.add_exception_handler(UnknownStatePage, _unknown_state_page)
+    app.add_exception_handler(UnknownTopic, _unknown_topic)
     app.add_exception_handler(HTTPException, _http_error)
     # Anything else is answered by gateway.middleware.UnexpectedErrorMiddleware: Starlette's
     # handler for Exception re-raises after answering, which resets keep-alive connections.

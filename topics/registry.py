@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from processors.keys import KeyRule
+from soma.errors import SomaError
 
 DAY_MS = 24 * 60 * 60 * 1000
 
@@ -183,8 +184,12 @@ DLQ_TOPICS: tuple[TopicSpec, ...] = tuple(_dlq(t) for t in SOURCE_TOPICS)
 ALL_TOPICS: tuple[TopicSpec, ...] = SOURCE_TOPICS + DLQ_TOPICS
 
 
-class UnknownTopic(LookupError):
-    """No topic of that name is registered."""
+class UnknownTopic(SomaError, LookupError):
+    """No topic of that name is registered (the gateway answers 404)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no topic {name[:120]!r} in the registry")
+        self.name = name
 
 
 class TopicRegistry:
