@@ -28,15 +28,25 @@ from soma.settings import Settings
 V = TypeVar("V")
 
 
+def whole_key(key: str) -> str:
+    return key
+
+
 @dataclass(frozen=True)
 class TableSpec(Generic[V]):
-    """A changelog-backed table; its keys must be co-partitioned with the flow's sources."""
+    """A changelog-backed table; its keys must be co-partitioned with the flow's sources.
+
+    A key lives on partition murmur2(`partition_key(key)`) of the sources: by default the whole
+    key (a table keyed like its source records), or a prefix of it when one source key holds
+    many entries (`"tenant/session#entry"` partitioned by `"tenant/session"`).
+    """
 
     name: str
     encode: Callable[[V], Mapping[str, Any]]  # to the JSON object stored and sent to the changelog
     decode: Callable[[Mapping[str, Any]], V]
     default: V  # what `get` answers for a key never written
     key_rule: KeyRule = KeyRule.TENANT_SESSION
+    partition_key: Callable[[str], str] = whole_key
 
 
 @dataclass(frozen=True)

@@ -148,6 +148,11 @@ class FlowRuntime:
         metrics.FLOW_BATCH_SIZE.labels(flow).observe(len(events))
         metrics.FLOW_BATCH_SECONDS.labels(flow).observe(time.perf_counter() - started)
 
+    def partition_of(self, table: str, key: str) -> int:
+        """The source partition (and so changelog partition) a table key lives on."""
+        partition_key = self.spec.table(table).partition_key(key)
+        return partition_for(partition_key.encode(), self.partitions)
+
     def _admit(self, record: SourceRecord) -> Event:
         return admit(
             record,
@@ -221,7 +226,7 @@ class FlowRuntime:
             if name not in views:
                 raise KeyError(f"{self.spec.name} wrote to undeclared table {name!r}")
             for key in writes:
-                if partition_for(key.encode(), self.partitions) not in partitions:
+                if self.partition_of(name, key) not in partitions:
                     # The table's changelog partition must be the source partition of the
                     # events that changed it; anything else would split a key's state.
                     raise NotCoPartitioned(
@@ -273,7 +278,7 @@ class FlowRuntime:
                 (key.encode(), orjson.dumps(encode(value)), by_partition[partition])
                 for key, value in overlay.writes.items()
                 # Keys of partitions lost during the batch are dropped: the new owner replays.
-                if (partition := partition_for(key.encode(), self.partitions)) in by_partition
+                if (partition := self.partition_of(name, key)) in by_partition
             ]
             writes.append((self.tables[name], rows))
             metrics.FLOW_TABLE_WRITES.labels(self.spec.name, name).inc(len(rows))

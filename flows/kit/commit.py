@@ -110,7 +110,6 @@ async def write_tables(writes: Iterable[tuple[DurableTable, TableWrites]]) -> in
     written = 0
     tables = list(writes)
     for table, rows in tables:
-        await table.prepare_changelog()
         for key, value, event in rows:
             with acting_for(event):
                 table[key] = value

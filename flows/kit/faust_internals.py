@@ -11,8 +11,9 @@ What is here and why:
   overrides only `send_changelog` to keep each send's future, so upstream `on_key_set` and
   `on_key_del` (and their TTL bookkeeping for windowed tables) run unchanged.
 - `acting_for`: sets Faust's current-event context variable, because `take_events` fills its
-  buffer in a background task and the RocksDB store picks a key's partition database from the
-  current event.
+  buffer in a background task, and both the changelog partition of a write
+  (`partition_for_key`, tables have `use_partitioner=False`) and the RocksDB partition database
+  are taken from the current event.
 - `disown`: marks an event's message acked without telling the consumer, so the `finally` of
   `take_events` (which acks every event of a batch) does not ack an event of a partition this
   worker lost: an offset acked after revocation stays in the consumer's acked list and could be
@@ -46,6 +47,7 @@ UPSTREAM: tuple[str, ...] = (
     "faust.tables.base:Collection.send_changelog",  # overridden (wrapped) by DurableTable
     "faust.tables.table:Table.on_key_set",  # must call send_changelog (we rely on it)
     "faust.tables.table:Table.on_key_del",  # must call send_changelog (we rely on it)
+    "faust.tables.base:Collection.partition_for_key",  # the current event's partition
     "faust.tables.recovery:Recovery.on_recovery_completed",  # copied into SeekFirstRecovery
     "faust.tables.manager:TableManager.recovery",  # overridden by SomaTableManager
     "faust.streams:Stream.take_events",  # acks every event of a batch in `finally` (disown)
@@ -58,7 +60,6 @@ class DurableTable(faust.Table):
     """A Faust table whose changelog sends a batch can await before its events are acked."""
 
     _unconfirmed: list[FutureMessage]
-    _metadata_ready: bool = False
 
     def send_changelog(self, *args: Any, **kwargs: Any) -> FutureMessage:
         fut = super().send_changelog(*args, **kwargs)
@@ -71,17 +72,6 @@ class DurableTable(faust.Table):
         except AttributeError:
             self._unconfirmed = []
             return self._unconfirmed
-
-    async def prepare_changelog(self) -> None:
-        """Load the changelog's metadata into the producer (once).
-
-        `use_partitioner` picks the partition when the write is queued, which needs the topic's
-        partition list; Faust fetches it while declaring topics, and we declare none.
-        """
-        if not self._metadata_ready:
-            producer = self.app.producer._ensure_producer()  # type: ignore[attr-defined]
-            await producer.partitions_for(self.changelog_topic.get_topic_name())
-            self._metadata_ready = True
 
     async def changelog_durable(self) -> int:
         """Wait until the broker acknowledged every changelog record sent so far."""

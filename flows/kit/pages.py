@@ -14,7 +14,6 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from flows.kit.batches import FlowRuntime
 from flows.kit.faust_internals import assigned_actives, worker_ready
 from flows.spec import StatePage
-from processors.partitioning import partition_for
 from soma.secrets import INTERNAL_HEADER, internal_token
 
 
@@ -50,7 +49,7 @@ def _register_state_page(
         if not hmac.compare_digest(offered.encode(), token.encode()):
             # Only the gateway may ask: it scopes every key to the caller's tenant first.
             return web.json({"error": "internal endpoint: gateway credential required"}, status=401)
-        partition = partition_for(key.encode(), runtime.partitions)
+        partition = runtime.partition_of(page.table, key)
         if TP(source, partition) not in assigned_actives(app):
             return web.json({"key": key, "partition": partition, "owner": False}, status=421)
         if not worker_ready(app):

@@ -136,7 +136,9 @@ def build_worker(spec: FlowSpec, settings: Settings, place: WorkerPlace) -> faus
             key_type=bytes,
             value_type=bytes,
             partitions=partitions,
-            use_partitioner=True,  # changelog partition = murmur2(key): the source's partition
+            # The changelog partition of a write is the partition of the source event the kit
+            # writes it for (`acting_for`), which the kit checked is murmur2(partition key).
+            use_partitioner=False,
         )
         assert isinstance(table, DurableTable)  # create_app() makes every table durable
         ensure_changelog(settings, table.changelog_topic.get_topic_name(), partitions)

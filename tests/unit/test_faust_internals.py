@@ -23,6 +23,7 @@ FINGERPRINTS = {
     "faust.tables.base:Collection.send_changelog": "3dd3884e1b5fc0e1",
     "faust.tables.table:Table.on_key_set": "a370e35ca55c2c7e",
     "faust.tables.table:Table.on_key_del": "4f2900b2f9d24a08",
+    "faust.tables.base:Collection.partition_for_key": "3b2291811b8dd791",
     "faust.tables.recovery:Recovery.on_recovery_completed": "6ef567acf072e46d",
     "faust.tables.manager:TableManager.recovery": "f0bf5de78b4c3d23",
     "faust.streams:Stream.take_events": "607d48aead118ba8",
