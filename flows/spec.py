@@ -53,9 +53,11 @@ class TableSpec(Generic[V]):
 class StatePage:
     """A read of one table key, served by the owning worker and routed by the gateway.
 
-    Worker: `GET /state/<name>/{key}`. Gateway: `GET /v1/state/<name>/{id}` (and each alias),
-    where the key is built from the caller's tenant and `id` with `key_rule`, so a tenant can
-    only name its own keys.
+    Worker: `GET /state/<name>/{key}`, and `GET /scan/<name>` (the rows of the partitions it
+    owns, filtered, newest first by `order_by`). Gateway, for a public page:
+    `GET /v1/state/<name>/{id}` (and each alias), where the key is built from the caller's
+    tenant and `id` with `key_rule`, so a tenant can only name its own keys. A page that is not
+    public is read by the gateway's own routes (the dead-letter admin API).
     """
 
     name: str
@@ -63,6 +65,8 @@ class StatePage:
     key_rule: KeyRule
     summary: str
     aliases: tuple[str, ...] = ()
+    public: bool = True
+    order_by: str | None = None  # the value field a scan sorts on (descending); None: the key
 
 
 @dataclass(frozen=True)

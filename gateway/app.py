@@ -17,9 +17,10 @@ from gateway.middleware import (
     UnexpectedErrorMiddleware,
 )
 from gateway.openapi import install_openapi
-from gateway.routes import admin, events, health, memory, session
+from gateway.routes import admin, dlq, dlq_page, events, health, memory, session
 from gateway.routes import state as state_routes
 from soma.settings import Settings, get_settings
+from state.dead_letters import DeadLetters
 from state.reads import StateReader
 from topics.admin import admin_client
 from topics.producer import EventProducer
@@ -42,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             socket_timeout=settings.health_timeout_s,
         )
         app.state.state_reader = StateReader(settings)
+        app.state.dead_letters = DeadLetters(settings, app.state.state_reader, app.state.producer)
         try:
             yield
         finally:
@@ -72,7 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(MetricsMiddleware)
-    for module in (session, memory, events, state_routes, admin, health):
+    for module in (session, memory, events, state_routes, admin, dlq, dlq_page, health):
         app.include_router(module.router)
     install_openapi(app, settings)
     return app

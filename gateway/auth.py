@@ -18,7 +18,8 @@ from soma.settings import Settings
 
 _ALGORITHM = "HS256"
 _TENANT = TENANT_PATTERN  # the `tenant` schema's rule: the first part of every record key
-ADMIN_ROLE = "admin"
+ADMIN_ROLE = "admin"  # administers its own tenant
+PLATFORM_ADMIN_ROLE = "platform-admin"  # administers every tenant (the plane's operators)
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,14 @@ class TooManyItems(GatewayError):
     status, code = 413, "too_many_items"
 
 
+class NotFound(GatewayError):
+    status, code = 404, "not_found"
+
+
+class Conflict(GatewayError):
+    status, code = 409, "conflict"
+
+
 class UnsupportedMediaType(GatewayError):
     status, code = 415, "unsupported_media_type"
 

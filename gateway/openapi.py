@@ -34,7 +34,9 @@ _WHY = {
     400: "The body is not JSON (`malformed_json`).",
     401: "Missing, malformed, expired or unknown-key bearer token (`unauthorized`).",
     403: "The token lacks the role, or the topic is internal (`forbidden`, `topic_not_public`).",
-    404: "No such topic (`unknown_topic`).",
+    404: "No such topic, or no such dead letter visible to the caller (`unknown_topic`, "
+    "`not_found`).",
+    409: "The dead letter was replayed already; replay it again with `force` (`conflict`).",
     413: "Body over SOMA_MAX_BODY_BYTES, batch over SOMA_MAX_BATCH_ITEMS, or a record over "
     "1 MB (`payload_too_large`, `too_many_items`).",
     415: "The body is not `application/json` (`unsupported_media_type`).",

@@ -48,6 +48,24 @@ class SourceRecord:
         return None
 
 
+UNKEYED = "_unkeyed"  # DLQ record key of a dead letter whose record named no tenant
+
+
+def dead_letter_key(envelope: dict[str, Any]) -> str:
+    """The key of a dead letter's DLQ record: the original key, so a key's dead letters stay in
+    order on one partition; for a record without a (UTF-8) key, the tenant it names, else
+    `_unkeyed`. Every DLQ record has a key, so operator actions can be co-partitioned with it.
+    """
+    tenant, key = envelope["tenant"], envelope["original_key"]
+    keyed = (
+        tenant is not None
+        and key is not None
+        and envelope.get("original_key_encoding", "utf8") == "utf8"
+        and (key == tenant or key.startswith(tenant + SEPARATOR))
+    )
+    return str(key) if keyed else str(tenant or UNKEYED)
+
+
 def dlq_id(topic: str, partition: int, offset: int) -> str:
     """A dead letter's id: its source position, so dead-lettering the same record twice (a
     crash between the DLQ send and the commit) yields one entry in the DLQ index."""

@@ -12,6 +12,7 @@ import typer
 
 from soma import plane
 from soma.cli_db import db_app
+from soma.cli_dlq import dlq_app
 from soma.cli_flow import flow_app, job_app
 from soma.cli_gateway import gateway_app, token
 from soma.cli_stack import stack_app
@@ -28,6 +29,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(flow_app, name="flow")
 app.add_typer(job_app, name="job")
+app.add_typer(dlq_app, name="dlq")
 app.command("token")(token)
 
 plane_app = typer.Typer(

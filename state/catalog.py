@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Any
 
 from flows.catalog import flow_specs
-from flows.spec import FlowSpec, StatePage
+from flows.spec import FlowSpec, StatePage, TableSpec
 from processors.keys import KeyRule, id_field
 from soma.settings import Settings
 
@@ -24,6 +25,10 @@ class PageRoute:
         """What the id names in answers (`session_id`, `run_id`, ...)."""
         return id_field(self.page.key_rule)
 
+    @property
+    def table(self) -> TableSpec[Any]:
+        return self.flow.table(self.page.table)
+
     def group(self, settings: Settings) -> str:
         """The consumer group whose members own the page's partitions."""
         return f"{settings.topic_prefix}{self.flow.app_id}"
@@ -39,11 +44,23 @@ class PageRoute:
 
 
 @functools.cache
+def all_pages() -> dict[str, PageRoute]:
+    """Every state page by name, public or not."""
+    return {
+        page.name: PageRoute(page.name, page, flow)
+        for flow in flow_specs()
+        for page in flow.state_pages
+    }
+
+
+@functools.cache
 def page_routes() -> dict[str, PageRoute]:
-    """Every route segment (page names and their aliases) to its page."""
+    """Every route segment of the gateway's state API (public pages and their aliases)."""
     routes: dict[str, PageRoute] = {}
     for flow in flow_specs():
         for page in flow.state_pages:
+            if not page.public:
+                continue
             for route in (page.name, *page.aliases):
                 if route in routes:
                     raise ValueError(f"state route {route!r} is declared twice")

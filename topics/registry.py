@@ -159,12 +159,27 @@ SOURCE_TOPICS: tuple[TopicSpec, ...] = (
         public=False,
         description="per-tenant event counts written by bounded Bytewax jobs",
     ),
+    _source(
+        "dlq.actions",
+        KeyRule.ORIGINAL,
+        "dlq_action",
+        public=False,
+        # Co-partitioned with the DLQ topics: an action lands where its dead letter is indexed.
+        partitions=3,
+        retention_ms=30 * DAY_MS,
+        description="operator actions on dead letters (ack, replayed, purged), read by dlq-index",
+    ),
 )
 
 
 # A dead letter carries its record base64-encoded (4/3 of the size) plus context, so a DLQ
 # takes records larger than any its source accepts (the broker's default limit is ~1 MiB).
 DLQ_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+# Dead letters that the dead-letter index itself cannot read (not an envelope: a foreign
+# producer wrote to a DLQ). Terminal: nothing consumes it; inspect it with Kafka's tools.
+INVALID_DEAD_LETTERS = "dlq.invalid"
 
 
 def _dlq(source: TopicSpec) -> TopicSpec:
@@ -175,13 +190,30 @@ def _dlq(source: TopicSpec) -> TopicSpec:
         key_rule=KeyRule.ORIGINAL,
         schema="dlq_envelope",
         retention_ms=30 * DAY_MS,
+        dlq=INVALID_DEAD_LETTERS,
         description=f"dead letters of {source.name}",
         max_message_bytes=DLQ_MAX_MESSAGE_BYTES,
     )
 
 
-DLQ_TOPICS: tuple[TopicSpec, ...] = tuple(_dlq(t) for t in SOURCE_TOPICS)
+DLQ_TOPICS: tuple[TopicSpec, ...] = (
+    *(_dlq(t) for t in SOURCE_TOPICS),
+    TopicSpec(
+        name=INVALID_DEAD_LETTERS,
+        partitions=3,
+        key_rule=KeyRule.ORIGINAL,
+        schema="dlq_envelope",
+        retention_ms=30 * DAY_MS,
+        description="records found on a DLQ topic that are not dead-letter envelopes",
+        max_message_bytes=DLQ_MAX_MESSAGE_BYTES,
+    ),
+)
 ALL_TOPICS: tuple[TopicSpec, ...] = SOURCE_TOPICS + DLQ_TOPICS
+
+
+def dead_letter_topics() -> list[str]:
+    """Registry names of the DLQ topics the dead-letter index reads (every `<source>.dlq`)."""
+    return [t.name for t in DLQ_TOPICS if t.name != INVALID_DEAD_LETTERS]
 
 
 class UnknownTopic(SomaError, LookupError):

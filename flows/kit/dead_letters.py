@@ -12,7 +12,12 @@ from typing import NoReturn
 
 import orjson
 
-from processors.dead_letters import DeadLetterReason, SourceRecord, dead_letter_envelope
+from processors.dead_letters import (
+    DeadLetterReason,
+    SourceRecord,
+    dead_letter_envelope,
+    dead_letter_key,
+)
 from processors.tracing import new_traceparent, parse_traceparent
 from schemas import validator
 from soma.halts import EXIT_HALTED, record_halt
@@ -56,10 +61,7 @@ def dead_letter_record(
     ]
     if envelope["tenant"] is not None:
         headers.insert(0, ("tenant", envelope["tenant"].encode()))
-    # The original key, so a key's dead letters stay in order on one DLQ partition; a record
-    # without a key gets none (spread by the partitioner).
-    key = envelope["original_key"]
-    return OutgoingRecord(dlq.name, key, orjson.dumps(envelope), headers)
+    return OutgoingRecord(dlq.name, dead_letter_key(envelope), orjson.dumps(envelope), headers)
 
 
 def halt(stack_dir: Path, app_id: str, port: int, flow: str, reason: str) -> NoReturn:

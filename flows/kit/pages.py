@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from flows.kit.batches import FlowRuntime
 from flows.kit.faust_internals import assigned_actives, worker_ready
 from flows.spec import StatePage
+from processors.scan import ScanQuery, decode_cursor, select
 from soma.secrets import INTERNAL_HEADER, internal_token
 
 
@@ -35,6 +36,33 @@ def register_pages(app: faust.App, runtime: FlowRuntime, source: str) -> None:
     token = internal_token(runtime.settings.stack_dir)
     for page in spec.state_pages:
         _register_state_page(app, runtime, page, source, token)
+        _register_scan_page(app, runtime, page, source, token)
+
+
+def scan_query(params: Any, order_by: str) -> ScanQuery:
+    """The scan a worker's query string asks for (ValueError names what is wrong)."""
+    limit = int(params.get("limit", "50"))
+    if not 1 <= limit <= MAX_SCAN_ROWS:
+        raise ValueError(f"limit must be 1..{MAX_SCAN_ROWS}")
+    after = params.get("after")
+    return ScanQuery(
+        order_by=order_by,
+        equals={k[3:]: v for k, v in params.items() if k.startswith("eq.")},
+        since=params.get("since"),
+        until=params.get("until"),
+        after=decode_cursor(after) if after else None,
+        limit=limit,
+    )
+
+
+def _from_gateway(request: Request, token: str) -> bool:
+    # Only the gateway may ask: it scopes every key and filter to the caller's tenant first.
+    offered = request.headers.get(INTERNAL_HEADER, "")
+    return hmac.compare_digest(offered.encode(), token.encode())
+
+
+_REFUSED = {"error": "internal endpoint: gateway credential required"}
+MAX_SCAN_ROWS = 1001  # a page of 1000 and one to tell whether there is more
 
 
 def _register_state_page(
@@ -45,10 +73,8 @@ def _register_state_page(
 
     @app.page(f"/state/{page.name}/{{key:.+}}")  # keys contain '/'
     async def state_page(web: View, request: Request, key: str) -> Response:
-        offered = request.headers.get(INTERNAL_HEADER, "")
-        if not hmac.compare_digest(offered.encode(), token.encode()):
-            # Only the gateway may ask: it scopes every key to the caller's tenant first.
-            return web.json({"error": "internal endpoint: gateway credential required"}, status=401)
+        if not _from_gateway(request, token):
+            return web.json(_REFUSED, status=401)
         partition = runtime.partition_of(page.table, key)
         if TP(source, partition) not in assigned_actives(app):
             return web.json({"key": key, "partition": partition, "owner": False}, status=421)
@@ -61,3 +87,29 @@ def _register_state_page(
         answer: dict[str, Any] = {"key": key, "partition": partition, "owner": True}
         answer.update(table.encode(value))
         return web.json(answer)
+
+
+def _register_scan_page(
+    app: faust.App, runtime: FlowRuntime, page: StatePage, source: str, token: str
+) -> None:
+    table = runtime.spec.table(page.table)
+    store = runtime.tables[page.table]
+
+    @app.page(f"/scan/{page.name}")
+    async def scan_page(web: View, request: Request) -> Response:
+        """Rows of the partitions this worker owns: `?limit=&after=&since=&until=&eq.F=V`."""
+        if not _from_gateway(request, token):
+            return web.json(_REFUSED, status=401)
+        if not worker_ready(app):
+            return web.json({"ready": False}, status=503, headers={"Retry-After": "1"})
+        try:
+            query = scan_query(request.query, page.order_by or "key")
+        except ValueError as exc:
+            return web.json({"error": str(exc)}, status=400)
+        owned = {tp.partition for tp in assigned_actives(app) if tp.topic == source}
+        rows = (
+            {"key": key.decode(), **table.encode(table.decode(orjson.loads(raw)))}
+            for key, raw in list(store.items())
+            if runtime.partition_of(page.table, key.decode()) in owned
+        )
+        return web.json({"rows": select(rows, query), "partitions": sorted(owned)})

@@ -86,8 +86,8 @@ def _precise_accepts(schema_id: str, event: Any) -> bool:
 
 def test_the_package_ships_every_contract() -> None:
     expected = ["conversation_event", "tool_request", "tool_result", "memory_write", "memory_wal",
-                "outbox_item", "dlq_envelope", "agent_run", "agent_step", "agent_tool",
-                "agent_audit", "agent_benchmark", "tenant_event_count"]  # fmt: skip
+                "outbox_item", "dlq_envelope", "dlq_action", "agent_run", "agent_step",
+                "agent_tool", "agent_audit", "agent_benchmark", "tenant_event_count"]  # fmt: skip
     assert sorted(expected) == IDS
 
 
