@@ -81,15 +81,12 @@ def create_app(settings: Settings, place: WorkerPlace) -> faust.App:
 
 def source_partitions(settings: Settings, sources: list[TopicSpec], sinks: list[str]) -> int:
     """The sources' common partition count (the co-partition check); every sink must exist."""
-    found = partition_counts(settings, [spec.name for spec in sources] + sinks)
-    missing = [name for name in sinks if found.pop(name) is None]
+    names = [spec.name for spec in sources]
+    found = partition_counts(settings, sorted({*names, *sinks}))
+    missing = sorted(name for name, count in found.items() if count is None)
     if missing:
         raise SourceTopicMissing(", ".join(missing))
-    counts: dict[str, int] = {}
-    for name, count in found.items():
-        if count is None:
-            raise SourceTopicMissing(name)
-        counts[name] = count
+    counts = {name: int(found[name] or 0) for name in names}
     if len(set(counts.values())) != 1:
         raise PartitionCountMismatch(counts)
     return next(iter(counts.values()))

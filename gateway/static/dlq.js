@@ -70,6 +70,8 @@ async function load(append = false) {
     if (!append) $("entries").replaceChildren();
     for (const entry of data.entries) $("entries").appendChild(row(entry));
     cursor = data.next_cursor;
+    // Each finished load is counted, so a reader (or a test) can tell a fresh list from a stale one.
+    $("entries").dataset.loads = String(Number($("entries").dataset.loads || 0) + 1);
     $("more").style.display = cursor ? "" : "none";
     say(`${$("entries").children.length} dead letter(s)`);
   } catch (error) { say(error.message, true); }
