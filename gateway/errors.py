@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from schemas import MalformedJson, SchemaValidationError
 from soma.errors import SomaError
@@ -227,7 +228,22 @@ async def _record_rejected(request: Request, exc: Exception) -> JSONResponse:
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     code = http.HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_")
-    return _json(request, exc.status_code, {"error": code, "message": str(exc.detail)}, exc.headers)
+    headers = exc.headers
+    if exc.status_code == 405:
+        # Starlette names only the methods of the first route matching the path; a path served
+        # by several routes (GET and DELETE of /v1/admin/dlq/{topic}) must list them all.
+        headers = {**(headers or {}), "Allow": ", ".join(_allowed_methods(request))}
+    return _json(request, exc.status_code, {"error": code, "message": str(exc.detail)}, headers)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        route_methods = getattr(route, "methods", None)
+        if match != Match.NONE and route_methods:
+            methods.update(route_methods)
+    return sorted(methods)
 
 
 INTERNAL_ERROR_BODY = {

@@ -49,6 +49,7 @@ class SourceRecord:
 
 
 UNKEYED = "_unkeyed"  # DLQ record key of a dead letter whose record named no tenant
+MAX_DLQ_KEY_CHARS = 512  # a longer original key is replaced by its tenant (ids stay URL-sized)
 
 
 def dead_letter_key(envelope: dict[str, Any]) -> str:
@@ -61,6 +62,7 @@ def dead_letter_key(envelope: dict[str, Any]) -> str:
         tenant is not None
         and key is not None
         and envelope.get("original_key_encoding", "utf8") == "utf8"
+        and len(key) <= MAX_DLQ_KEY_CHARS
         and (key == tenant or key.startswith(tenant + SEPARATOR))
     )
     return str(key) if keyed else str(tenant or UNKEYED)

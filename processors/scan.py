@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 import heapq
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, unquote
 
 Row = dict[str, Any]  # {"key": ..., **value}
 
@@ -67,18 +68,20 @@ def _take(rows: Iterable[Row], n: int) -> Iterable[Row]:
         yield row
 
 
+# A cursor is `<value>,<key>`, each part percent-encoded (so neither holds a comma): every
+# string matching CURSOR_PATTERN names a position, and the API can publish the pattern as the
+# parameter's whole contract.
+CURSOR_PATTERN = r"^[A-Za-z0-9._~%-]*,[A-Za-z0-9._~%-]*$"
+_CURSOR = re.compile(CURSOR_PATTERN)
+
+
 def encode_cursor(position: tuple[str, str]) -> str:
-    raw = f"{position[0]}\x1f{position[1]}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return f"{quote(position[0], safe='')},{quote(position[1], safe='')}"
 
 
 def decode_cursor(cursor: str) -> tuple[str, str]:
-    """The position a cursor names; ValueError for one that no page produced."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (ValueError, UnicodeDecodeError):
-        raise ValueError("not a cursor this API produced") from None
-    value, sep, key = raw.partition("\x1f")
-    if not sep:
-        raise ValueError("not a cursor this API produced")
-    return value, key
+    """The position a cursor names; ValueError for a string of another shape."""
+    if not _CURSOR.fullmatch(cursor):
+        raise ValueError(f"a cursor matches {CURSOR_PATTERN}")
+    value, _, key = cursor.partition(",")
+    return unquote(value), unquote(key)

@@ -85,6 +85,8 @@ def _register_state_page(
         raw = store.get(key.encode())
         value = table.default if raw is None else table.decode(orjson.loads(raw))
         answer: dict[str, Any] = {"key": key, "partition": partition, "owner": True}
+        if value is None:  # a table without a default: the key is simply not there
+            return web.json({**answer, "found": False})
         answer.update(table.encode(value))
         return web.json(answer)
 

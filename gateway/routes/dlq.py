@@ -20,7 +20,7 @@ from gateway.auth import ADMIN_ROLE, PLATFORM_ADMIN_ROLE, Principal, require_pri
 from gateway.body import read_json
 from gateway.errors import Conflict, Forbidden, NotFound
 from gateway.openapi import responses
-from processors.scan import ScanQuery, decode_cursor
+from processors.scan import CURSOR_PATTERN, ScanQuery, decode_cursor
 from schemas import SchemaValidationError
 from state.dead_letters import DeadLetters, EntryNotFound, ReplayRefused, Scope
 from topics.registry import TopicRegistry
@@ -29,6 +29,8 @@ router = APIRouter(prefix="/v1/admin/dlq", tags=["dead letters"])
 
 Status = Literal["open", "acked", "replayed", "purged", "all"]
 MAX_BULK = 500
+# An entry id is `<DLQ record key (<= 512)>#<topic:partition:offset>`, base64url: ~1 KiB at most.
+MAX_ID_CHARS = 1100
 
 
 def dead_letters(request: Request) -> DeadLetters:
@@ -116,7 +118,7 @@ async def list_dead_letters(
     request: Request,
     filters: Filters = Depends(),
     status: Status = Query("open"),
-    cursor: str | None = Query(None, max_length=8192),
+    cursor: str | None = Query(None, max_length=2048, pattern=CURSOR_PATTERN),
     limit: int = Query(50, ge=1, le=200),
     scope: Scope = Depends(admin_scope),
     service: DeadLetters = Depends(dead_letters),
@@ -128,10 +130,12 @@ async def list_dead_letters(
 
 
 @router.get(
-    "/entries/{id}", summary="Inspect one dead letter", responses=responses(401, 403, 404, 503)
+    "/entries/{id}",
+    summary="Inspect one dead letter",
+    responses=responses(400, 401, 403, 404, 422, 503),
 )
 async def inspect_dead_letter(
-    ident: str = Path(alias="id", max_length=16384),
+    ident: str = Path(alias="id", max_length=MAX_ID_CHARS),
     scope: Scope = Depends(admin_scope),
     service: DeadLetters = Depends(dead_letters),
 ) -> dict[str, Any]:
@@ -186,7 +190,7 @@ def _documented(model: type[BaseModel], *, required: bool) -> dict[str, Any]:
 )
 async def replay_dead_letter(
     request: Request,
-    ident: str = Path(alias="id", max_length=16384),
+    ident: str = Path(alias="id", max_length=MAX_ID_CHARS),
     scope: Scope = Depends(admin_scope),
     service: DeadLetters = Depends(dead_letters),
 ) -> dict[str, Any]:
@@ -202,7 +206,7 @@ async def replay_dead_letter(
 )
 async def ack_dead_letter(
     request: Request,
-    ident: str = Path(alias="id", max_length=16384),
+    ident: str = Path(alias="id", max_length=MAX_ID_CHARS),
     scope: Scope = Depends(admin_scope),
     service: DeadLetters = Depends(dead_letters),
 ) -> dict[str, Any]:
@@ -253,12 +257,12 @@ async def replay_selection(
 @router.get(
     "/{topic}",
     summary="Open dead letters of one topic",
-    responses=responses(401, 403, 404, 422, 503),
+    responses=responses(400, 401, 403, 404, 422, 503),
 )
 async def list_topic_dead_letters(
     request: Request,
     topic: str = Path(max_length=249),
-    cursor: str | None = Query(None, max_length=8192),
+    cursor: str | None = Query(None, max_length=2048, pattern=CURSOR_PATTERN),
     limit: int = Query(50, ge=1, le=200),
     scope: Scope = Depends(admin_scope),
     service: DeadLetters = Depends(dead_letters),
@@ -274,11 +278,11 @@ async def list_topic_dead_letters(
 @router.post(
     "/{topic}/{id}/reprocess",
     summary="Replay one dead letter (upstream path)",
-    responses=responses(401, 403, 404, 409, 422, 503),
+    responses=responses(400, 401, 403, 404, 409, 422, 503),
 )
 async def reprocess(
     topic: str = Path(max_length=249),
-    ident: str = Path(alias="id", max_length=16384),
+    ident: str = Path(alias="id", max_length=MAX_ID_CHARS),
     scope: Scope = Depends(admin_scope),
     service: DeadLetters = Depends(dead_letters),
 ) -> dict[str, Any]:
@@ -288,7 +292,7 @@ async def reprocess(
 @router.delete(
     "/{topic}",
     summary="Purge the open dead letters of one topic (upstream path)",
-    responses=responses(401, 403, 404, 503),
+    responses=responses(400, 401, 403, 404, 422, 503),
 )
 async def purge_topic(
     request: Request,

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from flows.catalog import flow_specs
 from soma.settings import Settings
 from tests.conftest import TEST_JWT_KEYS, TokenFactory
 from tests.integration.conftest import TopicSetFactory
@@ -35,29 +36,37 @@ ST = Path(sys.executable).with_name("st")
 
 @pytest.fixture
 def plane(topic_set_factory: TopicSetFactory, tmp_path: Path) -> Iterator[tuple[str, Settings]]:
-    """A gateway and a session-counts worker over every topic, under a fresh prefix."""
-    settings, _ = topic_set_factory()
-    # The gateway's state reads look for this group (state/session_counts.py's default).
-    worker = WorkerProcess(
-        "session-counts",
-        settings,
-        f"{settings.topic_prefix}soma-session-counts",
-        free_port(),
-        tmp_path / "worker",
-        tmp_path / "worker.log",
-    )
+    """A gateway and a worker of every flow with state pages, over every topic, under a fresh
+    prefix (the gateway's state reads look for each flow's default group)."""
+    settings, _ = topic_set_factory(stack_dir=tmp_path)
+    workers = [
+        WorkerProcess(
+            spec.name,
+            settings,
+            f"{settings.topic_prefix}{spec.app_id}",
+            free_port(),
+            tmp_path / spec.name,
+            tmp_path / f"{spec.name}.log",
+        )
+        for spec in flow_specs()
+        if spec.state_pages
+    ]
     env = {
         "SOMA_TOPIC_PREFIX": settings.topic_prefix,
+        "SOMA_STACK_DIR": str(tmp_path),
         "SOMA_JWT_KEYS": json.dumps(TEST_JWT_KEYS),
         "SOMA_JWT_ACTIVE_KID": settings.jwt_active_kid,
     }
-    worker.start()
+    for worker in workers:
+        worker.start()
     try:
-        worker.wait_ready()
+        for worker in workers:
+            worker.wait_ready()
         with running_gateway(env, tmp_path / "gateway.log") as base:
             yield base, settings
     finally:
-        worker.stop()
+        for worker in workers:
+            worker.stop()
 
 
 def test_the_gateway_keeps_its_openapi_contract(
@@ -94,6 +103,7 @@ def test_the_gateway_keeps_its_openapi_contract(
         cwd=tmp_path,
     )
     output = run.stdout + run.stderr
+    (tmp_path / "schemathesis.out").write_text(output)  # the whole report, for a long failure list
     summary = re.search(r"(\d+) generated, (.*)", output)
     print(summary.group(0) if summary else output[-2000:])
     assert run.returncode == 0, output[-20_000:]

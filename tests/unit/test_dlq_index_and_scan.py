@@ -87,6 +87,7 @@ def test_actions_move_the_status_and_count_replays() -> None:
         (None, "not a tenant/s", "utf8", UNKEYED),  # a key naming no valid tenant
         ("acme", "beta/s1", "utf8", "acme"),  # a key that is not the tenant's
         ("acme", "YWNtZQ==", "base64", "acme"),
+        ("acme", "acme/" + "s" * 600, "utf8", "acme"),  # too long to make a URL-sized id
     ],
 )
 def test_every_dead_letter_record_gets_a_key_starting_with_a_tenant(
