@@ -130,19 +130,19 @@ class FlowRuntime:
                 live.append(event)
             else:
                 disown(event)  # revoked while buffered: its new owner replays it
-        admitted: list[tuple[Event, EventT]] = []
+        admitted: list[Event] = []
         outcome = _Outcome()
         for event in live:
             record = source_record(event)
             self._events_in[record.topic].inc()
             try:
-                admitted.append((self._admit(record), event))
+                admitted.append(self._admit(record))
             except PoisonRecord as poison:
                 outcome.dead.append(DeadLetter(record, poison.reason, poison))
         overlays = {
             t.name: TableOverlay(self.tables[t.name], t.decode, t.default) for t in self.spec.tables
         }
-        await self._run([e for e, _ in admitted], overlays, outcome, attempts=0)
+        await self._run(admitted, overlays, outcome, attempts=0)
         self._judge_limit(live, outcome)
         await self._commit(live, overlays, outcome)
         metrics.FLOW_BATCH_SIZE.labels(flow).observe(len(events))
