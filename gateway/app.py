@@ -12,6 +12,7 @@ from gateway.errors import install_error_handlers
 from gateway.middleware import BodyLimitMiddleware, MetricsMiddleware, RequestContextMiddleware
 from gateway.routes import admin, events, health, memory, session
 from gateway.routes import state as state_routes
+from soma.metrics import GATEWAY_THROTTLED_REQUESTS, THROTTLE_REASONS
 from soma.settings import Settings, get_settings
 from state.reads import StateReader
 from topics.admin import admin_client
@@ -51,6 +52,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/docs",
     )
     app.state.settings = settings
+    for reason in THROTTLE_REASONS:  # a quiet gateway shows 0 throttled requests, not no data
+        GATEWAY_THROTTLED_REQUESTS.labels(reason=reason)
     app.state.registry = TopicRegistry(settings.topic_prefix)
     install_error_handlers(app)
     # Added innermost first: metrics see every request (413s included), the request context

@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 
 from schemas import SchemaValidationError
 from soma.errors import SomaError
-from soma.metrics import GATEWAY_REJECTED_REQUESTS
+from soma.metrics import GATEWAY_REJECTED_REQUESTS, GATEWAY_THROTTLED_REQUESTS
 from state.errors import StateUnavailable, UnknownStatePage
 from topics.errors import BrokerUnavailable, RecordRejected
 
@@ -168,6 +168,7 @@ async def _request_validation(request: Request, exc: Exception) -> JSONResponse:
 async def _broker_unavailable(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, BrokerUnavailable)
     retry = exc.retry_after_s
+    GATEWAY_THROTTLED_REQUESTS.labels(reason="broker_unavailable").inc()
     return _json(
         request,
         503,
@@ -179,6 +180,7 @@ async def _broker_unavailable(request: Request, exc: Exception) -> JSONResponse:
 async def _state_unavailable(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StateUnavailable)
     retry = max(1, int(exc.retry_after_s))
+    GATEWAY_THROTTLED_REQUESTS.labels(reason="state_unavailable").inc()
     return _json(
         request,
         503,
