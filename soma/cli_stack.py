@@ -22,7 +22,7 @@ from infra.stack.service import ServiceStatus
 from soma.settings import Settings, get_settings
 
 stack_app = typer.Typer(
-    help="Local stack: Apache Kafka 3.9.1 (KRaft), Redis and PostgreSQL, data in SOMA_STACK_DIR.",
+    help="Local stack: Kafka (KRaft), Redis, PostgreSQL and Prometheus, data in SOMA_STACK_DIR.",
     no_args_is_help=True,
 )
 
@@ -31,6 +31,7 @@ stack_app = typer.Typer(
 def _operator_errors() -> Iterator[Settings]:
     """Log progress to stderr; turn a StackError into its message and exit code 1."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per readiness probe
     try:
         yield get_settings()
     except StackError as exc:
