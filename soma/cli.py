@@ -51,6 +51,23 @@ def prometheus_config_command(
     typer.echo(plane.prometheus_config(get_settings(), rule_files=tuple(rule_file)), nl=False)
 
 
+@plane_app.command("alert-rules")
+def alert_rules_command() -> None:
+    """Print the alert rules (infra/prometheus/alerts.yml) generated from soma/alerts.py."""
+    from soma.alerts import render_rules
+
+    typer.echo(render_rules(), nl=False)
+
+
+@plane_app.command("dashboards")
+def dashboards_command() -> None:
+    """Write the Grafana dashboards (dashboards/*.json) generated from soma/dashboards.py."""
+    from soma.dashboards import write_all
+
+    for path in write_all():
+        typer.echo(f"wrote {path}")
+
+
 @app.command("lag-exporter")
 def lag_exporter_command(
     port: int | None = typer.Option(None, help="port (default SOMA_LAG_EXPORTER_PORT)"),
