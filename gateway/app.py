@@ -12,7 +12,12 @@ from gateway.errors import install_error_handlers
 from gateway.middleware import BodyLimitMiddleware, MetricsMiddleware, RequestContextMiddleware
 from gateway.routes import admin, events, health, memory, session
 from gateway.routes import state as state_routes
-from soma.metrics import GATEWAY_THROTTLED_REQUESTS, THROTTLE_REASONS
+from soma.metrics import (
+    GATEWAY_PRODUCE_FAILURES,
+    GATEWAY_THROTTLED_REQUESTS,
+    PRODUCE_FAILURE_REASONS,
+    THROTTLE_REASONS,
+)
 from soma.settings import Settings, get_settings
 from state.reads import StateReader
 from topics.admin import admin_client
@@ -52,9 +57,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url="/docs",
     )
     app.state.settings = settings
-    for reason in THROTTLE_REASONS:  # a quiet gateway shows 0 throttled requests, not no data
-        GATEWAY_THROTTLED_REQUESTS.labels(reason=reason)
     app.state.registry = TopicRegistry(settings.topic_prefix)
+    _create_counters(app.state.registry)
     install_error_handlers(app)
     # Added innermost first: metrics see every request (413s included), the request context
     # wraps the body limit so its 413 carries the request id.
@@ -64,3 +68,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (session, memory, events, state_routes, admin, health):
         app.include_router(module.router)
     return app
+
+
+def _create_counters(registry: TopicRegistry) -> None:
+    """Failure counters at 0 for what can fail: a quiet gateway shows 0, not "no data"."""
+    for reason in THROTTLE_REASONS:
+        GATEWAY_THROTTLED_REQUESTS.labels(reason=reason)
+    topics = [registry.get(name).name for name in (*registry.public(), memory.TOPIC)]
+    for topic in topics:
+        for reason in PRODUCE_FAILURE_REASONS:
+            GATEWAY_PRODUCE_FAILURES.labels(topic=topic, reason=reason)

@@ -34,12 +34,15 @@ GATEWAY_PRODUCED_RECORDS = Counter(
 )
 
 # counter: produce attempts that did not end in a broker ack, by topic and reason
-# (broker_unavailable, queue_full, rejected, too_large).
+# (PRODUCE_FAILURE_REASONS). Created at 0 for every topic the gateway produces to when it
+# starts, so a healthy gateway shows 0 failures rather than no data.
 GATEWAY_PRODUCE_FAILURES = Counter(
     "soma_gateway_produce_failures",
     "Gateway produce attempts that were not acknowledged",
     ["topic", "reason"],
 )
+
+PRODUCE_FAILURE_REASONS = ("ack_timeout", "queue_full", "broker_unavailable", "rejected")
 
 # counter: requests refused at the edge before anything was produced, by reason
 # (validation_failed, unauthorized, forbidden, payload_too_large, malformed_json, ...).
