@@ -153,6 +153,7 @@ class LagExporter:
     def __init__(self, settings: Settings, reader: LagReader | None = None) -> None:
         self.settings = settings
         self.reader = reader or LagReader(settings)
+        self._own_reader = reader is None
         self.groups = plane_groups(settings)
         self.dlqs = dead_letter_topics(settings)
         self.bootstrap = settings.kafka_bootstrap
@@ -177,6 +178,11 @@ class LagExporter:
             self.last_error = f"{type(exc).__name__}: {exc}"
             metrics.LAG_EXPORTER_UP.labels(self.bootstrap).set(0)
             metrics.LAG_EXPORTER_POLLS.labels(self.bootstrap, "failed").inc()
+            if self._own_reader:
+                # Seen here: after a broker restart librdkafka's admin requests kept timing
+                # out on the old client; fresh clients answer at once.
+                old, self.reader = self.reader, LagReader(self.settings)
+                await asyncio.to_thread(old.close)
             return False
         finally:
             self.polls += 1

@@ -17,6 +17,7 @@ from confluent_kafka import (
     Consumer,
     ConsumerGroupTopicPartitions,
     IsolationLevel,
+    KafkaError,
     KafkaException,
     TopicPartition,
 )
@@ -36,6 +37,10 @@ from soma.settings import Settings
 from topics.errors import BrokerUnavailable
 
 TP = tuple[str, int]
+
+
+def _missing(error: KafkaError | None) -> bool:
+    return error is not None and error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART
 
 
 @dataclass(frozen=True)
@@ -198,8 +203,15 @@ class LagReader:
         found: dict[str, list[int]] = {}
         for name in topics:
             topic = metadata.topics.get(name)
-            if topic is not None and topic.error is None and topic.partitions:
-                found[name] = sorted(topic.partitions)
+            if topic is None or _missing(topic.error):
+                continue  # not created (yet): no series, rather than a failed poll
+            troubles = [topic.error] + [p.error for p in topic.partitions.values()]
+            trouble = next((e for e in troubles if e is not None), None)
+            if trouble is not None:
+                # A broker shutting down or electing leaders: a half-seen topic would make
+                # its series vanish, so the whole poll fails and the last values stay.
+                raise BrokerUnavailable(f"{name}: {trouble}")
+            found[name] = sorted(topic.partitions)
         return found
 
     def _watermarks(self, tps: list[TP]) -> dict[TP, tuple[int, int]]:
