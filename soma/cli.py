@@ -59,6 +59,14 @@ def alert_rules_command() -> None:
     typer.echo(render_rules(), nl=False)
 
 
+@plane_app.command("metrics-table")
+def metrics_table_command() -> None:
+    """Print the docs' table of every metric (docs/observability.md)."""
+    from soma.metrics_doc import metrics_table_markdown
+
+    typer.echo(metrics_table_markdown(), nl=False)
+
+
 @plane_app.command("dashboards")
 def dashboards_command() -> None:
     """Write the Grafana dashboards (dashboards/*.json) generated from soma/dashboards.py."""
