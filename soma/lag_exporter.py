@@ -34,6 +34,8 @@ from topics.registry import TopicRegistry
 
 log = logging.getLogger(__name__)
 
+RESET_EVERY_S = 10.0  # while polls fail, fresh broker clients at most this often
+
 _LAG_GAUGES = (
     metrics.CONSUMER_LAG_OFFSETS,
     metrics.CONSUMER_LAG_SECONDS,
@@ -154,6 +156,7 @@ class LagExporter:
         self.settings = settings
         self.reader = reader or LagReader(settings)
         self._own_reader = reader is None
+        self._reset_at = time.monotonic()
         self.groups = plane_groups(settings)
         self.dlqs = dead_letter_topics(settings)
         self.bootstrap = settings.kafka_bootstrap
@@ -178,9 +181,11 @@ class LagExporter:
             self.last_error = f"{type(exc).__name__}: {exc}"
             metrics.LAG_EXPORTER_UP.labels(self.bootstrap).set(0)
             metrics.LAG_EXPORTER_POLLS.labels(self.bootstrap, "failed").inc()
-            if self._own_reader:
+            if self._own_reader and time.monotonic() - self._reset_at >= RESET_EVERY_S:
                 # Seen here: after a broker restart librdkafka's admin requests kept timing
-                # out on the old client; fresh clients answer at once.
+                # out on the old client; fresh clients answer at once. Not on every failed
+                # poll: creating and destroying clients twice a second is churn for nothing.
+                self._reset_at = time.monotonic()
                 old, self.reader = self.reader, LagReader(self.settings)
                 await asyncio.to_thread(old.close)
             return False
@@ -246,8 +251,11 @@ def create_app(settings: Settings, exporter: LagExporter | None = None) -> Starl
 
 def serve(settings: Settings, port: int | None = None) -> None:
     """Run the exporter in the foreground until SIGTERM/SIGINT."""
+    import faulthandler
+
     import uvicorn
 
+    faulthandler.enable()  # a crash inside librdkafka leaves a traceback in the log
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     uvicorn.run(
         create_app(settings),

@@ -99,6 +99,7 @@ def prometheus_config(
         "# Generated from the flow specs by `soma plane prometheus-config`: edit the specs.",
         "global:",
         f"  scrape_interval: {interval_s}s",
+        f"  scrape_timeout: {interval_s}s",  # the default 10 s may not exceed the interval
         f"  evaluation_interval: {interval_s}s",
     ]
     if rule_files:

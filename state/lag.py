@@ -3,8 +3,10 @@
 One `LagReader.read()` is one consistent look: offsets of every group, the watermarks of their
 topics and the dead-letter topics, and, for each lagging partition, the first records after the
 committed offset (their timestamps and tenants) plus the last record. The arithmetic is
-`processors/lag.py`. Only `list_consumer_group_offsets` and `list_offsets` are used: librdkafka's
-`describe_consumer_groups` can abort the process after a broker restart (librdkafka#4605).
+`processors/lag.py`. Only `list_consumer_group_offsets` and the consumer's watermark query are
+used: librdkafka's `describe_consumer_groups` can abort the process after a broker restart
+(librdkafka#4605); with the admin `list_offsets` instead of watermarks the exporter died once
+(SIGSEGV) in seven broker restarts here, and not since the switch.
 """
 
 from __future__ import annotations
@@ -16,12 +18,11 @@ from dataclasses import dataclass, field
 from confluent_kafka import (
     Consumer,
     ConsumerGroupTopicPartitions,
-    IsolationLevel,
     KafkaError,
     KafkaException,
     TopicPartition,
 )
-from confluent_kafka.admin import AdminClient, OffsetSpec
+from confluent_kafka.admin import AdminClient
 
 from processors.keys import tenant_of
 from processors.lag import (
@@ -215,26 +216,19 @@ class LagReader:
         return found
 
     def _watermarks(self, tps: list[TP]) -> dict[TP, tuple[int, int]]:
-        if not tps:
-            return {}
-        low = self._list_offsets(tps, OffsetSpec.earliest())
-        end = self._list_offsets(tps, OffsetSpec.latest())
-        return {tp: (low[tp], end[tp]) for tp in tps}
-
-    def _list_offsets(self, tps: list[TP], spec: OffsetSpec) -> dict[TP, int]:
-        request = {TopicPartition(t, p): spec for t, p in tps}
-        futures = self._admin.list_offsets(
-            request,
-            isolation_level=IsolationLevel.READ_UNCOMMITTED,  # what kafka-consumer-groups reads
-            request_timeout=self.timeout_s,
-        )
+        # The consumer's watermark query, not the admin client's list_offsets: with the latter
+        # this process died (SIGSEGV in librdkafka) during a broker restart, seen here.
+        # High watermark = log end offset, as kafka-consumer-groups reads it (no transactions).
+        marks: dict[TP, tuple[int, int]] = {}
         try:
-            return {
-                (tp.topic, tp.partition): future.result(timeout=self.timeout_s).offset
-                for tp, future in futures.items()
-            }
+            for t, p in tps:
+                low, high = self._sampler.get_watermark_offsets(
+                    TopicPartition(t, p), timeout=self.timeout_s, cached=False
+                )
+                marks[(t, p)] = (low, high)
         except KafkaException as exc:
-            raise BrokerUnavailable(f"cannot list offsets: {exc}") from exc
+            raise BrokerUnavailable(f"cannot read watermarks: {exc}") from exc
+        return marks
 
     def _committed(self, group: str, tps: list[TP]) -> dict[TP, int]:
         request = ConsumerGroupTopicPartitions(group, [TopicPartition(t, p) for t, p in tps])

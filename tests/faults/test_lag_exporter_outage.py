@@ -32,6 +32,7 @@ class Exporter:
     proc: subprocess.Popen[bytes]
 
     def samples(self) -> dict[str, list[tuple[dict[str, str], float]]]:
+        assert self.proc.poll() is None, f"the exporter exited with {self.proc.returncode}"
         text = httpx.get(f"{self.url}/metrics", timeout=5).text
         found: dict[str, list[tuple[dict[str, str], float]]] = {}
         for family in text_string_to_metric_families(text):

@@ -19,7 +19,7 @@ def defined_metric_names() -> set[str]:
     names = set()
     for registry in (REGISTRY, soma.metrics.JOB_REGISTRY):
         names |= {c._name for c in registry._collector_to_names if hasattr(c, "_name")}  # type: ignore[attr-defined]
-    return names
+    return {name for name in names if name.startswith("soma_")}  # not Bytewax's own
 
 
 def base_name(name: str) -> str:
