@@ -28,13 +28,12 @@ from starlette.routing import Route
 from processors.lag import OTHER_TENANTS, UNKNOWN_TENANT
 from soma import metrics
 from soma.job_progress import job_metrics_dir
+from soma.lag_poller import IsolatedPoller
 from soma.settings import Settings
 from state.lag import GroupTopics, LagReader, LagReport, TenantLagRow
 from topics.registry import TopicRegistry
 
 log = logging.getLogger(__name__)
-
-RESET_EVERY_S = 10.0  # while polls fail, fresh broker clients at most this often
 
 _LAG_GAUGES = (
     metrics.CONSUMER_LAG_OFFSETS,
@@ -150,13 +149,16 @@ class JobTextfiles(Collector):
 
 
 class LagExporter:
-    """Polls the broker every `interval_s` and publishes; remembers how the last poll went."""
+    """Polls the broker every `interval_s` and publishes; remembers how the last poll went.
+
+    With no `reader` given, reads run in a child process (soma/lag_poller.py); a reader given
+    (tests) is called in a thread of this process.
+    """
 
     def __init__(self, settings: Settings, reader: LagReader | None = None) -> None:
         self.settings = settings
-        self.reader = reader or LagReader(settings)
-        self._own_reader = reader is None
-        self._reset_at = time.monotonic()
+        self.reader = reader
+        self.poller = IsolatedPoller(settings) if reader is None else None
         self.groups = plane_groups(settings)
         self.dlqs = dead_letter_topics(settings)
         self.bootstrap = settings.kafka_bootstrap
@@ -168,26 +170,25 @@ class LagExporter:
         for outcome in ("ok", "failed"):
             metrics.LAG_EXPORTER_POLLS.labels(self.bootstrap, outcome)
 
+    async def _read(self) -> LagReport:
+        if self.poller is not None:
+            return await self.poller.read(self.groups, self.dlqs)
+        assert self.reader is not None
+        return await asyncio.to_thread(self.reader.read, self.groups, self.dlqs)
+
     async def poll(self) -> bool:
         """One poll; True when the broker answered."""
         started = time.perf_counter()
         try:
-            report = await asyncio.to_thread(self.reader.read, self.groups, self.dlqs)
+            report = await self._read()
         except Exception as exc:
-            # Whatever one poll hits (broker away, a timeout, a client error), the exporter
-            # must keep serving the last values and try again: it is the one reporting it.
+            # Whatever one poll hits (broker away, a timeout, a client error, a crash of the
+            # poll process), the exporter keeps serving the last values and tries again.
             if self.last_error is None:  # one line per outage, not one per poll
-                log.warning("lag poll failed, serving the last values: %s: %s", type(exc), exc)
+                log.warning("lag poll failed, serving the last values: %s", exc)
             self.last_error = f"{type(exc).__name__}: {exc}"
             metrics.LAG_EXPORTER_UP.labels(self.bootstrap).set(0)
             metrics.LAG_EXPORTER_POLLS.labels(self.bootstrap, "failed").inc()
-            if self._own_reader and time.monotonic() - self._reset_at >= RESET_EVERY_S:
-                # Seen here: after a broker restart librdkafka's admin requests kept timing
-                # out on the old client; fresh clients answer at once. Not on every failed
-                # poll: creating and destroying clients twice a second is churn for nothing.
-                self._reset_at = time.monotonic()
-                old, self.reader = self.reader, LagReader(self.settings)
-                await asyncio.to_thread(old.close)
             return False
         finally:
             self.polls += 1
@@ -201,6 +202,12 @@ class LagExporter:
         metrics.LAG_EXPORTER_LAST_SUCCESS.labels(self.bootstrap).set(self.last_success)
         metrics.LAG_EXPORTER_POLLS.labels(self.bootstrap, "ok").inc()
         return True
+
+    def close(self) -> None:
+        if self.poller is not None:
+            self.poller.close()
+        if self.reader is not None:
+            self.reader.close()
 
     async def run(self) -> None:
         """Poll forever, one poll every `lag_poll_interval_s` (a slow poll delays the next)."""
@@ -227,7 +234,7 @@ def create_app(settings: Settings, exporter: LagExporter | None = None) -> Starl
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            await asyncio.to_thread(state["exporter"].reader.close)
+            await asyncio.to_thread(state["exporter"].close)
 
     async def metrics_page(request: Request) -> Response:
         # Rendered on the event loop, like `publish`: a scrape never sees half a poll.

@@ -5,8 +5,9 @@ topics and the dead-letter topics, and, for each lagging partition, the first re
 committed offset (their timestamps and tenants) plus the last record. The arithmetic is
 `processors/lag.py`. Only `list_consumer_group_offsets` and the consumer's watermark query are
 used: librdkafka's `describe_consumer_groups` can abort the process after a broker restart
-(librdkafka#4605); with the admin `list_offsets` instead of watermarks the exporter died once
-(SIGSEGV) in seven broker restarts here, and not since the switch.
+(librdkafka#4605). librdkafka still crashed the reading process in some broker restarts here
+(SIGSEGV, with these calls too), so the exporter runs this reader in a child process
+(soma/lag_poller.py).
 """
 
 from __future__ import annotations
@@ -216,8 +217,7 @@ class LagReader:
         return found
 
     def _watermarks(self, tps: list[TP]) -> dict[TP, tuple[int, int]]:
-        # The consumer's watermark query, not the admin client's list_offsets: with the latter
-        # this process died (SIGSEGV in librdkafka) during a broker restart, seen here.
+        # One consumer query per partition (low and high together), as topics/admin.py does.
         # High watermark = log end offset, as kafka-consumer-groups reads it (no transactions).
         marks: dict[TP, tuple[int, int]] = {}
         try:
