@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser stack-up stack-down stack-status topics db up down status lint format typecheck docs test test-unit bench clean
+.PHONY: help install browser stack-up stack-down stack-status topics db up down status lint format typecheck docs rules test test-unit bench clean
 
 help: ## List the targets and what they do
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -25,10 +25,10 @@ browser: ## Install Debian's chromium, chromedriver and curl for the UI and READ
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v curl >/dev/null \
 	  || { $(SUDO) apt-get update -q && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q chromium chromium-driver curl; }
 
-stack-up: install ## Start Kafka (KRaft), Redis and PostgreSQL (installs them if missing)
+stack-up: install ## Start Kafka (KRaft), Redis, PostgreSQL and Prometheus (installs them if missing)
 	$(BIN)/soma stack up
 
-stack-down: install ## Stop Kafka, Redis and PostgreSQL
+stack-down: install ## Stop Kafka, Redis, PostgreSQL and Prometheus
 	$(BIN)/soma stack down
 
 stack-status: install ## Show what of the stack runs where
@@ -68,10 +68,13 @@ typecheck: install ## mypy over every package
 docs: install ## Build the mkdocs site strictly
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
+rules: stack-up ## Check and unit-test the alert rules with promtool (comes with the stack's Prometheus)
+	cd infra/prometheus && promtool check rules alerts.yml && promtool test rules alerts_test.yml
+
 test-unit: install ## Unit tests only (no servers needed)
 	$(BIN)/pytest tests/unit $(PYTEST_ARGS)
 
-test: install browser lint typecheck docs stack-up ## Lint, typecheck, docs, then every test against the real stack
+test: install browser lint typecheck docs stack-up rules ## Lint, typecheck, docs, alert rules, then every test against the real stack
 	$(BIN)/soma topics apply
 	$(BIN)/soma db upgrade
 	$(BIN)/pytest $(PYTEST_ARGS)

@@ -19,6 +19,12 @@ from gateway.middleware import (
 from gateway.openapi import install_openapi
 from gateway.routes import admin, dlq, dlq_page, events, health, memory, session
 from gateway.routes import state as state_routes
+from soma.metrics import (
+    GATEWAY_PRODUCE_FAILURES,
+    GATEWAY_THROTTLED_REQUESTS,
+    PRODUCE_FAILURE_REASONS,
+    THROTTLE_REASONS,
+)
 from soma.settings import Settings, get_settings
 from state.dead_letters import DeadLetters
 from state.reads import StateReader
@@ -66,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.registry = TopicRegistry(settings.topic_prefix)
+    _create_counters(app.state.registry)
     install_error_handlers(app)
     # Added innermost first: metrics see every request (413s and 500s included), the request
     # context wraps the body limit and the last-resort handler so their answers carry the
@@ -78,3 +85,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     install_openapi(app, settings)
     return app
+
+
+def _create_counters(registry: TopicRegistry) -> None:
+    """Failure counters at 0 for what can fail: a quiet gateway shows 0, not "no data"."""
+    for reason in THROTTLE_REASONS:
+        GATEWAY_THROTTLED_REQUESTS.labels(reason=reason)
+    topics = [registry.get(name).name for name in (*registry.public(), memory.TOPIC)]
+    for topic in topics:
+        for reason in PRODUCE_FAILURE_REASONS:
+            GATEWAY_PRODUCE_FAILURES.labels(topic=topic, reason=reason)

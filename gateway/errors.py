@@ -15,7 +15,7 @@ from starlette.routing import Match
 
 from schemas import MalformedJson, SchemaValidationError
 from soma.errors import SomaError
-from soma.metrics import GATEWAY_REJECTED_REQUESTS
+from soma.metrics import GATEWAY_REJECTED_REQUESTS, GATEWAY_THROTTLED_REQUESTS
 from state.errors import StateUnavailable, UnknownStatePage
 from topics.errors import BrokerUnavailable, RecordRejected
 from topics.registry import UnknownTopic
@@ -181,6 +181,7 @@ async def _malformed_json(request: Request, exc: Exception) -> JSONResponse:
 async def _broker_unavailable(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, BrokerUnavailable)
     retry = exc.retry_after_s
+    GATEWAY_THROTTLED_REQUESTS.labels(reason="broker_unavailable").inc()
     return _json(
         request,
         503,
@@ -192,6 +193,7 @@ async def _broker_unavailable(request: Request, exc: Exception) -> JSONResponse:
 async def _state_unavailable(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StateUnavailable)
     retry = max(1, int(exc.retry_after_s))
+    GATEWAY_THROTTLED_REQUESTS.labels(reason="state_unavailable").inc()
     return _json(
         request,
         503,

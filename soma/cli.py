@@ -53,6 +53,41 @@ def prometheus_config_command(
     typer.echo(plane.prometheus_config(get_settings(), rule_files=tuple(rule_file)), nl=False)
 
 
+@plane_app.command("alert-rules")
+def alert_rules_command() -> None:
+    """Print the alert rules (infra/prometheus/alerts.yml) generated from soma/alerts.py."""
+    from soma.alerts import render_rules
+
+    typer.echo(render_rules(), nl=False)
+
+
+@plane_app.command("metrics-table")
+def metrics_table_command() -> None:
+    """Print the docs' table of every metric (docs/observability.md)."""
+    from soma.metrics_doc import metrics_table_markdown
+
+    typer.echo(metrics_table_markdown(), nl=False)
+
+
+@plane_app.command("dashboards")
+def dashboards_command() -> None:
+    """Write the Grafana dashboards (dashboards/*.json) generated from soma/dashboards.py."""
+    from soma.dashboards import write_all
+
+    for path in write_all():
+        typer.echo(f"wrote {path}")
+
+
+@app.command("lag-exporter")
+def lag_exporter_command(
+    port: int | None = typer.Option(None, help="port (default SOMA_LAG_EXPORTER_PORT)"),
+) -> None:
+    """Run the lag exporter in the foreground: every plane group's lag on /metrics."""
+    from soma.lag_exporter import serve
+
+    serve(get_settings(), port)
+
+
 @plane_app.command("flow-table")
 def flow_table_command() -> None:
     """Print the docs' table of flows (docs/flows.md)."""
@@ -95,6 +130,7 @@ def up(wait: float = typer.Option(90.0, help="seconds to wait for each process")
         log = settings.stack_dir / "logs" / f"{process.name}.log"
         state = "ready" if ready else "NOT READY (see its log)"
         typer.echo(f"{process.name:26} {state:24} {process.ready_url}  log={log}")
+    _refresh_prometheus(settings)
     _print_status(settings, processes)
     if failed:
         raise typer.Exit(1)
@@ -113,6 +149,29 @@ def status() -> None:
     """Every plane process: state, pid, uptime, restarts, last exit code."""
     settings = get_settings()
     _print_status(settings, plane.plane_processes(settings))
+
+
+def _refresh_prometheus(settings: Settings) -> None:
+    """Point the stack's Prometheus at exactly the processes this `up` runs."""
+    from infra.stack.errors import StackError
+    from infra.stack.prometheus import reload_prometheus
+
+    try:
+        if reload_prometheus(settings):
+            typer.echo("prometheus: scrape targets updated")
+    except (StackError, httpx.HTTPError) as exc:
+        typer.echo(f"warning: prometheus not updated: {exc}", err=True)
+
+
+def _prometheus_line(settings: Settings) -> str:
+    from infra.stack.prometheus import prometheus_pid, prometheus_url, targets_up
+
+    url = prometheus_url(settings)
+    if prometheus_pid(settings) is None:
+        return f"prometheus: not running (expected at {url}; start it with `soma stack up`)"
+    counts = targets_up(settings)
+    up = "?" if counts is None else f"{counts[0]}/{counts[1]}"
+    return f"prometheus: {url}  (targets up {up}; alerts at {url}/alerts)"
 
 
 def _print_status(settings: Settings, processes: list[plane.PlaneProcess]) -> None:
@@ -142,6 +201,7 @@ def _print_status(settings: Settings, processes: list[plane.PlaneProcess]) -> No
             f"{format_uptime(line.uptime_s):>7} {line.restarts:>8} {exit_code:>9}"
             + (f"  {line.detail}" if line.detail else "")
         )
+    typer.echo(_prometheus_line(settings))
 
 
 def _stop_legacy(settings: Settings) -> None:

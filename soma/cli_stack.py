@@ -24,7 +24,7 @@ from soma.secrets import ensure_secret
 from soma.settings import DEV_JWT_SECRET, Settings, get_settings
 
 stack_app = typer.Typer(
-    help=f"Local stack: Apache Kafka {KAFKA_VERSION} (KRaft), Redis and PostgreSQL, "
+    help=f"Local stack: Apache Kafka {KAFKA_VERSION} (KRaft), Redis, PostgreSQL and Prometheus, "
     "data in SOMA_STACK_DIR.",
     no_args_is_help=True,
 )
@@ -34,6 +34,7 @@ stack_app = typer.Typer(
 def _operator_errors() -> Iterator[Settings]:
     """Log progress to stderr; turn a StackError into its message and exit code 1."""
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per readiness probe
     try:
         yield get_settings()
     except StackError as exc:

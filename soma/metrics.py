@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 # Gateway request latency buckets: the produce path waits for a broker ack (ms), the health
 # fan-out and a broker outage push requests towards the produce timeout (seconds).
@@ -34,12 +34,15 @@ GATEWAY_PRODUCED_RECORDS = Counter(
 )
 
 # counter: produce attempts that did not end in a broker ack, by topic and reason
-# (broker_unavailable, queue_full, rejected, too_large).
+# (PRODUCE_FAILURE_REASONS). Created at 0 for every topic the gateway produces to when it
+# starts, so a healthy gateway shows 0 failures rather than no data.
 GATEWAY_PRODUCE_FAILURES = Counter(
     "soma_gateway_produce_failures",
     "Gateway produce attempts that were not acknowledged",
     ["topic", "reason"],
 )
+
+PRODUCE_FAILURE_REASONS = ("ack_timeout", "queue_full", "broker_unavailable", "rejected")
 
 # counter: requests refused at the edge before anything was produced, by reason
 # (validation_failed, unauthorized, forbidden, payload_too_large, malformed_json, ...).
@@ -48,6 +51,16 @@ GATEWAY_REJECTED_REQUESTS = Counter(
     "Requests refused by the gateway before producing",
     ["reason"],
 )
+
+# counter: requests answered 503 with Retry-After (the client is asked to back off), by reason:
+# broker_unavailable (incl. the producer queue being full), state_unavailable. Every reason
+# is created at 0 when the gateway starts, so a quiet gateway shows 0, not "no data".
+GATEWAY_THROTTLED_REQUESTS = Counter(
+    "soma_gateway_throttled_requests",
+    "Requests answered with 503 and Retry-After",
+    ["reason"],
+)
+THROTTLE_REASONS = ("broker_unavailable", "state_unavailable")
 
 # gauge: last health check result per component: 0 ok, 1 degraded, 2 down.
 GATEWAY_COMPONENT_HEALTH = Gauge(
@@ -107,6 +120,187 @@ FLOW_TABLE_WRITES = Counter(
 
 # gauge: 1 while a flow is halted by its dead-letter limit (the worker then exits), else 0.
 FLOW_HALTED = Gauge("soma_flow_halted", "1 when the dead-letter limit halted the flow", ["flow"])
+
+# Seconds from an event's time to a stage of its processing. Event time is the source record's
+# timestamp (set by its producer, e.g. the gateway when it accepted the request): a client's
+# own `occurred_at` may be hours old and would measure the client, not the plane.
+_LATENCY_SECONDS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+# histogram (seconds): event time -> a stage, by flow and stage. Stage `processed`: the batch
+# holding the event is durable (commit order steps 1-3; flows/kit/batches.py), for every flow.
+# Stage `wal`: the memory service acknowledged the write and its memory.wal record is durable
+# (exported by the write-through flow once it exists).
+FLOW_EVENT_LATENCY_SECONDS = Histogram(
+    "soma_flow_event_latency_seconds",
+    "Seconds from event time to a processing stage",
+    ["flow", "stage"],
+    buckets=_LATENCY_SECONDS,
+)
+
+# counter: partition assignments a worker received (one per completed rebalance it took part
+# in), by flow; flows/kit/telemetry.py counts them.
+FLOW_REBALANCES = Counter(
+    "soma_flow_rebalances", "Rebalances (partition assignments) of a flow's worker", ["flow"]
+)
+
+# gauge: source partitions a worker actively owns after its last rebalance, by flow.
+FLOW_ASSIGNED_PARTITIONS = Gauge(
+    "soma_flow_assigned_partitions", "Source partitions a flow's worker owns", ["flow"]
+)
+
+# --- consumer lag and topics (the lag exporter, soma/lag_exporter.py) ----------------------------
+# `group` is the consumer group, `flow` the flow that owns it (from the flow specs), `topic`
+# the physical topic. Method and limits: docs/observability.md.
+
+_GROUP_PARTITION = ["group", "flow", "topic", "partition"]
+
+# gauge (records): end offset minus committed offset, as kafka-consumer-groups reports it. A
+# partition the group never committed counts from its low watermark (flows reset to earliest).
+CONSUMER_LAG_OFFSETS = Gauge(
+    "soma_consumer_group_lag_offsets", "Records not yet committed by the group", _GROUP_PARTITION
+)
+
+# gauge (seconds): how long the oldest uncommitted record has waited: now minus the timestamp
+# of the record at the committed offset (0 when caught up). Not set when no timestamp could be
+# read in time.
+CONSUMER_LAG_SECONDS = Gauge(
+    "soma_consumer_group_lag_seconds",
+    "Seconds the oldest uncommitted record of the partition has waited",
+    _GROUP_PARTITION,
+)
+
+# gauge (offset): the group's committed offset (its low watermark when it never committed);
+# standing still while the lag grows means a stalled consumer.
+CONSUMER_COMMITTED_OFFSET = Gauge(
+    "soma_consumer_group_committed_offset",
+    "Committed offset of the group (low watermark when none)",
+    _GROUP_PARTITION,
+)
+
+# gauge (records): a tenant's share of the group's lag on a topic, summed over partitions;
+# exact when each lagging partition's uncommitted range fits the sample
+# (SOMA_LAG_TENANT_SAMPLE records), else estimated from the sample; `(other)` sums the tenants
+# beyond SOMA_LAG_TENANT_SERIES, `(unknown)` what could not be sampled.
+CONSUMER_TENANT_LAG_OFFSETS = Gauge(
+    "soma_consumer_group_tenant_lag_offsets",
+    "Records of a tenant not yet committed by the group (estimated, see docs)",
+    ["group", "flow", "topic", "tenant"],
+)
+
+# gauge (seconds): how long a tenant's oldest uncommitted record has waited (tenants seen in
+# the sample only; exact for them, because the sample starts at the committed offset).
+CONSUMER_TENANT_LAG_SECONDS = Gauge(
+    "soma_consumer_group_tenant_lag_seconds",
+    "Seconds the oldest uncommitted record of a tenant has waited",
+    ["group", "flow", "topic", "tenant"],
+)
+
+# gauge (offset): a partition's end offset (high watermark) of every topic a plane group reads;
+# its rate is the topic's produce rate, whoever produced.
+TOPIC_END_OFFSET = Gauge(
+    "soma_topic_end_offset", "End offset (high watermark) of a partition", ["topic", "partition"]
+)
+
+# gauge (records): records a dead-letter topic holds now (end minus low watermark, summed over
+# partitions), by physical DLQ topic.
+DEAD_LETTER_DEPTH = Gauge(
+    "soma_dead_letter_depth", "Records held by a dead-letter topic", ["topic"]
+)
+
+# gauge (records): sum of a dead-letter topic's end offsets: every dead letter ever appended,
+# so its increase over a window is the dead-letter growth, retention notwithstanding.
+DEAD_LETTER_END_OFFSET = Gauge(
+    "soma_dead_letter_end_offset", "Dead letters ever appended to a dead-letter topic", ["topic"]
+)
+
+# gauge: 1 when the exporter's last poll of the broker succeeded, 0 while it fails (the lag
+# series then keep their last values; see soma_lag_exporter_last_success_timestamp_seconds).
+LAG_EXPORTER_UP = Gauge(
+    "soma_lag_exporter_up", "1 when the last poll of the broker succeeded", ["bootstrap"]
+)
+
+# gauge (unix seconds): when the lag series were last refreshed from the broker.
+LAG_EXPORTER_LAST_SUCCESS = Gauge(
+    "soma_lag_exporter_last_success_timestamp_seconds",
+    "Unix time of the last successful poll",
+    ["bootstrap"],
+)
+
+# counter: polls of the broker, by outcome (ok, failed).
+LAG_EXPORTER_POLLS = Counter(
+    "soma_lag_exporter_polls", "Polls of the broker by outcome", ["bootstrap", "outcome"]
+)
+
+# histogram (seconds): duration of one poll (offsets, watermarks, sampled records).
+LAG_EXPORTER_POLL_SECONDS = Histogram(
+    "soma_lag_exporter_poll_seconds",
+    "Seconds one poll of the broker took",
+    ["bootstrap"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
+)
+
+# --- bounded jobs (Bytewax; they join no group, so they report their own progress) ------------
+# A job writes these to `<stack_dir>/metrics/jobs/<job>.prom` while it runs (prometheus_client's
+# textfile format, written atomically); the lag exporter serves the files' series. `job` is the
+# job name (tenant-counts), not the run id, to bound cardinality: a run overwrites the last.
+JOB_REGISTRY = CollectorRegistry(auto_describe=True)
+
+# gauge (records): records of the planned offset range not read yet, by job, topic, partition.
+JOB_LAG_OFFSETS = Gauge(
+    "soma_job_lag_offsets",
+    "Records of a bounded job's range not read yet",
+    ["job", "topic", "partition"],
+    registry=JOB_REGISTRY,
+)
+
+# gauge (records): records of the planned range read so far, by job and topic.
+JOB_RECORDS_READ = Gauge(
+    "soma_job_records_read",
+    "Records a bounded job has read",
+    ["job", "topic"],
+    registry=JOB_REGISTRY,
+)
+
+# gauge: 1 while the job runs, 0 once it ended.
+JOB_RUNNING = Gauge(
+    "soma_job_running", "1 while a bounded job runs", ["job"], registry=JOB_REGISTRY
+)
+
+# gauge (unix seconds): when the job last wrote its progress.
+JOB_LAST_UPDATE = Gauge(
+    "soma_job_last_update_timestamp_seconds",
+    "Unix time of a bounded job's last progress report",
+    ["job"],
+    registry=JOB_REGISTRY,
+)
+
+# --- memory flows not built yet: names fixed now, dashboards and alerts use them ---------------
+
+# gauge (writes): writes waiting in the outbox table, by partition (outbox-drain flow).
+OUTBOX_PENDING = Gauge("soma_outbox_pending", "Writes waiting in the outbox", ["partition"])
+
+# gauge (seconds): age of the oldest write waiting in the outbox, by partition (outbox-drain).
+OUTBOX_OLDEST_AGE_SECONDS = Gauge(
+    "soma_outbox_oldest_age_seconds", "Age of the oldest write in the outbox", ["partition"]
+)
+
+# counter: outbox writes handled by the drainer, by outcome: delivered, retried, dead_lettered
+# (outbox-drain flow); the rate of `delivered` is the drain rate.
+OUTBOX_DRAINED = Counter("soma_outbox_drained", "Outbox writes handled by the drainer", ["outcome"])
+
+# gauge (seconds): now minus the WAL timestamp of the last record applied to the replica, by
+# memory.wal partition (wal-replication flow).
+REPLICATION_LAG_SECONDS = Gauge(
+    "soma_replication_lag_seconds",
+    "Seconds between a WAL record and its application to the replica",
+    ["partition"],
+)
+
+# counter: WAL records applied to the replica, by outcome: applied, duplicate, dead_lettered
+# (wal-replication flow).
+REPLICATION_APPLIED = Counter(
+    "soma_replication_applied", "WAL records handled by the replication flow", ["outcome"]
+)
 
 # --- memory backends (state/memory/) -------------------------------------------------------------
 # Label `backend` is `postgres` or `somabrain`; `operation` is remember, remember_batch, link,

@@ -72,12 +72,24 @@ class Settings(BaseSettings):
     # a flow not named runs its spec's count.
     flow_workers: dict[str, int] = Field(default_factory=dict)
 
+    # Observability (docs/observability.md). The lag exporter listens just below the workers'
+    # ports unless set, so one SOMA_WORKER_BASE_PORT moves a whole plane's ports.
+    lag_exporter_port: int | None = None
+    lag_poll_interval_s: Annotated[float, Field(gt=0, le=300)] = 5.0
+    lag_tenant_sample: Annotated[int, Field(ge=0, le=10_000)] = 200  # records per partition
+    lag_tenant_series: Annotated[int, Field(ge=0, le=1000)] = 20  # tenants per group/topic
+    prometheus_port: int = 9090  # the stack's Prometheus (loopback)
+
     @field_validator("jwt_keys", "flow_workers", mode="before")
     @classmethod
     def _parse_keys(cls, value: object) -> object:
         if isinstance(value, str):
             return json.loads(value)
         return value
+
+    def exporter_port(self) -> int:
+        """SOMA_LAG_EXPORTER_PORT, or the port just below SOMA_WORKER_BASE_PORT."""
+        return self.lag_exporter_port or self.worker_base_port - 1
 
     def replica_postgres_dsn(self) -> str:
         """SOMA_REPLICA_DSN, or the `soma_replica` database beside SOMA_POSTGRES_DSN."""

@@ -27,12 +27,14 @@ from processors.tenant_counts import (
     tenant_event_count,
     tenant_for_key,
 )
+from soma.job_progress import JobProgress
 from soma.settings import Settings
 from topics.admin import partition_counts
 from topics.producer import producer_config
 from topics.records import RecordContext, build_record
 from topics.registry import TopicRegistry, TopicSpec
 
+JOB_NAME = "tenant-counts"
 SOURCE = "conversation.inbound"
 TARGET = "analytics.session_counts"
 
@@ -90,7 +92,12 @@ def plan_ranges(
 
 
 def build_flow(
-    settings: Settings, report: JobReport, target_spec: TopicSpec, *, now_ms: int
+    settings: Settings,
+    report: JobReport,
+    target_spec: TopicSpec,
+    *,
+    now_ms: int,
+    progress: JobProgress | None = None,
 ) -> Dataflow:
     """The dataflow: read the range, count per tenant (`fold_final`), write one record each."""
     by_partition = {r.partition: r for r in report.ranges}
@@ -101,11 +108,15 @@ def build_flow(
 
     def select(msg: Message | KafkaError[bytes | None, bytes | None]) -> tuple[str, int] | None:
         """(tenant, event time in ms) of a record inside the planned range, else None."""
-        if not isinstance(msg, KafkaSourceMessage) or msg.key is None or msg.partition is None:
-            return None  # KafkaSource raises on errors, so only keyless records land here
+        if not isinstance(msg, KafkaSourceMessage) or msg.partition is None:
+            return None  # KafkaSource raises on errors
         bounds = by_partition.get(msg.partition)
-        if bounds is None or msg.offset not in bounds:
+        if bounds is None or msg.offset is None or msg.offset not in bounds:
             return None
+        if progress is not None:
+            progress.record(msg.partition, msg.offset)
+        if msg.key is None:
+            return None  # a keyless record names no tenant
         timestamp = msg.timestamp[1] if msg.timestamp else 0
         return tenant_for_key(msg.key), timestamp
 
@@ -175,9 +186,21 @@ def run_job(
         target=target_spec.name,
         ranges=ranges,
     )
+    # It joins no consumer group: its progress against the planned range is its lag.
+    progress = JobProgress(
+        settings,
+        JOB_NAME,
+        source_name,
+        [(r.partition, r.from_offset, r.to_offset) for r in ranges],
+    )
     if all(r.from_offset == r.to_offset for r in ranges):
+        progress.finish()
         return report  # nothing to read, so nothing to write
-    run_main(build_flow(settings, report, target_spec, now_ms=int(time.time() * 1000)))
+    flow = build_flow(
+        settings, report, target_spec, now_ms=int(time.time() * 1000), progress=progress
+    )
+    run_main(flow)
+    progress.finish()
     return report
 
 

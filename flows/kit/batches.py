@@ -26,6 +26,7 @@ from flows.errors import NotCoPartitioned
 from flows.kit.commit import TableWrites, commit_batch
 from flows.kit.dead_letters import DeadLetter, dead_letter_record
 from flows.kit.faust_internals import DurableTable, disown
+from flows.kit.telemetry import observe_latency
 from flows.spec import BatchResult, FlowSpec, Output, Rejected
 from processors.dead_letters import DeadLetterReason, SourceRecord
 from processors.errors import PoisonRecord
@@ -285,6 +286,7 @@ class FlowRuntime:
         if self.producer is None:
             raise RuntimeError("the flow's producer is not open")
         await commit_batch(self.producer, records, writes, on_retry=self._count_retry)
+        observe_latency(self.spec.name, "processed", (e.message.timestamp for e in kept))
         for dead in outcome.dead:
             metrics.FLOW_DEAD_LETTERS.labels(
                 self.spec.name, dead.record.topic, dead.reason.value

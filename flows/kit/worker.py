@@ -17,6 +17,7 @@ from flows.kit.commit import run_batches
 from flows.kit.dead_letters import halt
 from flows.kit.faust_internals import DurableTable, SomaTableManager, assigned_actives
 from flows.kit.pages import register_pages
+from flows.kit.telemetry import count_rebalances
 from flows.spec import FlowSpec
 from processors.worker_identity import worker_client_id
 from soma.halts import clear_halted
@@ -171,6 +172,7 @@ def build_worker(spec: FlowSpec, settings: Settings, place: WorkerPlace) -> faus
             await run_batches(batches, runtime.process)
 
     register_pages(app, runtime, sources[0].name)
+    count_rebalances(app, spec.name, {s.name for s in sources})
     clear_halted(settings.stack_dir, place.app_id, place.port)
     return app
 

@@ -24,12 +24,15 @@ def postgres_bin_dir() -> Path | None:
 
 
 def ensure_debian_packages() -> None:
-    """Install redis-server and postgresql with apt-get, only when their binaries are missing."""
+    """Install redis-server, postgresql and prometheus (with promtool) with apt-get, only when
+    their binaries are missing."""
     missing = []
     if shutil.which("redis-server") is None:
         missing.append("redis-server")
     if postgres_bin_dir() is None:
         missing.append("postgresql")
+    if shutil.which("prometheus") is None or shutil.which("promtool") is None:
+        missing.append("prometheus")
     if not missing:
         return
     if os.geteuid() != 0:

@@ -54,8 +54,11 @@ class KafkaPaths:
 
 
 def install_kafka(paths: KafkaPaths) -> None:
-    """Resolve the broker's runtime jars with Maven, once; an interrupted download is redone."""
-    if (paths.lib / f"kafka_2.13-{KAFKA_VERSION}.jar").is_file():
+    """Resolve the broker's and tools' runtime jars with Maven, once; an interrupted download
+    is redone."""
+    broker_jar = paths.lib / f"kafka_2.13-{KAFKA_VERSION}.jar"
+    tools_jar = paths.lib / f"kafka-tools-{KAFKA_VERSION}.jar"
+    if broker_jar.is_file() and tools_jar.is_file():
         return
     mvn = require_maven()
     log.info("kafka: resolving Apache Kafka %s from Maven Central (one-time)", KAFKA_VERSION)
@@ -68,8 +71,19 @@ def install_kafka(paths: KafkaPaths) -> None:
         "maven dependency:copy-dependencies",
         timeout=600,
     )  # fmt: skip
-    shutil.rmtree(paths.lib, ignore_errors=True)
-    partial.rename(paths.lib)
+    resolved = {p.name for p in partial.iterdir()}
+    present = {p.name for p in paths.lib.iterdir()} if paths.lib.is_dir() else set()
+    if not broker_jar.is_file() or present - resolved:
+        # Fresh, or versions changed: a whole new lib/ (a running broker keeps its open jars).
+        shutil.rmtree(paths.lib, ignore_errors=True)
+        partial.rename(paths.lib)
+        return
+    # A lib/ from before the tools were added: a running broker may use it, so only add the
+    # jars it lacks (its classpath was fixed when it started), the tools jar last, as the mark.
+    added = sorted(p for p in partial.iterdir() if not (paths.lib / p.name).exists())
+    for jar in sorted(added, key=lambda p: p.name == tools_jar.name):
+        jar.rename(paths.lib / jar.name)
+    shutil.rmtree(partial, ignore_errors=True)
 
 
 def write_kafka_config(settings: Settings, paths: KafkaPaths) -> None:

@@ -1,4 +1,4 @@
-"""The whole local stack: bring Kafka, Redis and PostgreSQL up and down together, and report."""
+"""The whole local stack: bring Kafka, Redis, PostgreSQL and Prometheus up and down, and report."""
 
 from __future__ import annotations
 
@@ -23,6 +23,13 @@ from infra.stack.postgres import (
     start_postgres,
     stop_postgres,
 )
+from infra.stack.prometheus import (
+    prometheus_address,
+    prometheus_pid,
+    prometheus_status,
+    start_prometheus,
+    stop_prometheus,
+)
 from infra.stack.redis import redis_address, redis_pid, redis_status, start_redis, stop_redis
 from infra.stack.service import ServiceStatus, refuse_foreign
 from soma.settings import Settings
@@ -43,6 +50,7 @@ def up(settings: Settings) -> list[ServiceStatus]:
     kafka = start_kafka(settings, wait=False)
     start_redis(settings)
     start_postgres(settings)
+    start_prometheus(settings)  # scrapes the plane once `soma up` runs it
     wait_for_kafka(settings, kafka)
     return status(settings)
 
@@ -50,7 +58,13 @@ def up(settings: Settings) -> list[ServiceStatus]:
 def down(settings: Settings) -> list[str]:
     """Stop every service this stack started; the names of those that were running."""
     stopped = []
-    for name, stop in (("kafka", stop_kafka), ("redis", stop_redis), ("postgres", stop_postgres)):
+    services = (
+        ("kafka", stop_kafka),
+        ("redis", stop_redis),
+        ("postgres", stop_postgres),
+        ("prometheus", stop_prometheus),
+    )
+    for name, stop in services:
         if stop(settings):
             stopped.append(name)
     return stopped
@@ -58,7 +72,12 @@ def down(settings: Settings) -> list[str]:
 
 def status(settings: Settings) -> list[ServiceStatus]:
     """One status per service, in start order."""
-    return [kafka_status(settings), redis_status(settings), postgres_status(settings)]
+    return [
+        kafka_status(settings),
+        redis_status(settings),
+        postgres_status(settings),
+        prometheus_status(settings),
+    ]
 
 
 def _prepare_stack_dir(settings: Settings) -> None:
@@ -76,6 +95,12 @@ def _refuse_foreign_ports(settings: Settings) -> None:
         ("kafka controller", kafka, controller, "SOMA_KAFKA_CONTROLLER_PORT"),
         ("redis", redis_pid(settings), redis_address(settings), "SOMA_REDIS_URL"),
         ("postgres", postgres_pid(settings), Database.of(settings).address, "SOMA_POSTGRES_DSN"),
+        (
+            "prometheus",
+            prometheus_pid(settings),
+            prometheus_address(settings),
+            "SOMA_PROMETHEUS_PORT",
+        ),
     ]
     problems = []
     for name, pid, address, setting in ours:

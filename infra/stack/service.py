@@ -28,7 +28,7 @@ class ServiceStatus:
 
     def line(self) -> str:
         pid = f"pid={self.pid}" if self.pid else "pid=-"
-        parts = [f"{self.name:<9}", f"{self.state:<12}", f"{pid:<11}", f"{self.address!s:<16}"]
+        parts = [f"{self.name:<10}", f"{self.state:<12}", f"{pid:<11}", f"{self.address!s:<16}"]
         parts.append(f"data={self.data_dir}")
         if self.detail:
             parts.append(self.detail)

@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from gateway.auth import issue_token
+from soma.plane import plane_processes
 from soma.settings import Settings
 from soma.supervise import Supervisor
 from tests.conftest import TEST_JWT_KEYS
@@ -57,7 +58,7 @@ class Plane:
         rows = {}
         for line in self.soma("status").splitlines()[1:]:
             parts = line.split()
-            if len(parts) >= 6:
+            if len(parts) >= 6 and not parts[0].endswith(":"):  # not the `prometheus:` line
                 name, state, pid, uptime, restarts, last_exit = parts[:6]
                 rows[name] = {
                     "state": state,
@@ -77,7 +78,8 @@ def _free_block(size: int) -> int:
     """A base port with `size` free ports after it."""
     for _ in range(50):
         base = random.randrange(20000, 60000, size)
-        if all(_port_free(base + i) for i in range(size)):
+        # base - 1 too: the lag exporter's port (SOMA_LAG_EXPORTER_PORT's default).
+        if all(_port_free(base + i) for i in range(-1, size)):
             return base
     raise RuntimeError("no free block of ports")
 
@@ -101,7 +103,7 @@ def plane(tmp_path: Path) -> Iterator[Plane]:
         "SOMA_TOPIC_PREFIX": prefix,
         "SOMA_STACK_DIR": str(tmp_path / "stack"),
         "SOMA_GATEWAY_PORT": str(free_port()),
-        "SOMA_WORKER_BASE_PORT": str(_free_block(10)),
+        "SOMA_WORKER_BASE_PORT": str(_free_block(30)),
         "SOMA_JWT_KEYS": json.dumps(TEST_JWT_KEYS),
         "SOMA_JWT_ACTIVE_KID": "k2",
     }
@@ -126,7 +128,9 @@ def plane(tmp_path: Path) -> Iterator[Plane]:
 def test_supervisor_restarts_killed_processes_and_status_tells_the_truth(plane: Plane) -> None:
     plane.soma("up")
     status = plane.status()
-    assert set(status) == {"gateway", "flow-session-counts-1"}
+    # Every process the specs derive, no more, no less.
+    assert set(status) == {p.name for p in plane_processes(plane.settings)}
+    assert {"gateway", "lag-exporter", "flow-session-counts-1", "flow-dlq-index-1"} <= set(status)
     assert all(row["state"] == "running" and row["restarts"] == "0" for row in status.values())
 
     token = issue_token(plane.settings, "acme")

@@ -50,7 +50,7 @@ def topic_factory(admin: AdminClient) -> Iterator[list[str]]:
 
 def test_status_reports_all_three_running(settings: Settings) -> None:
     statuses = {service.name: service for service in status(settings)}
-    assert set(statuses) == {"kafka", "redis", "postgres"}
+    assert set(statuses) == {"kafka", "redis", "postgres", "prometheus"}
     for service in statuses.values():
         assert service.state == "running", service.line()
         assert service.pid is not None and service.pid > 0
@@ -63,7 +63,7 @@ def test_status_command_prints_one_line_per_service() -> None:
     result = CliRunner().invoke(stack_app, ["status"])
     assert result.exit_code == 0, result.output
     lines = [line for line in result.output.splitlines() if line.strip()]
-    assert [line.split()[0] for line in lines] == ["kafka", "redis", "postgres"]
+    assert [line.split()[0] for line in lines] == ["kafka", "redis", "postgres", "prometheus"]
     assert all(line.split()[1] == "running" for line in lines)
 
 

@@ -44,7 +44,8 @@ def test_scrape_targets_and_the_checked_in_prometheus_config_follow_the_specs() 
     for spec in flow_specs():
         assert f"soma-flow-{spec.name}" in targets
     checked_in = (ROOT / "infra" / "prometheus" / "prometheus.yml").read_text()
-    assert checked_in == prometheus_config(settings), "run `soma plane prometheus-config`"
+    expected = prometheus_config(settings, rule_files=("alerts.yml",))
+    assert checked_in == expected, "run `soma plane prometheus-config --rule-file alerts.yml`"
 
 
 def test_the_docs_flow_table_is_the_specs() -> None:
