@@ -30,7 +30,8 @@ from tests.support.flows import (
 )
 from tests.support.processes import free_port, running_gateway, wait_until
 
-pytestmark = pytest.mark.fault
+# Ten broker restarts and a 60 s outage take 3-5 minutes on a 2-core box.
+pytestmark = [pytest.mark.fault, pytest.mark.timeout(900)]
 
 CYCLES = 10
 LONG_OUTAGE_CYCLE = 4  # this cycle's outage lasts LONG_OUTAGE_S
