@@ -46,6 +46,10 @@ log = logging.getLogger(__name__)
 Sleep = Callable[[float], Awaitable[Any]]
 
 
+class BatchAbandoned(Exception):  # a control-flow signal, not a failure (not a SomaError)
+    """The batch is given up before anything of it became durable (Faust's `Skip` kind)."""
+
+
 class TableOverlay:
     """A table as one batch sees it: stored values under the writes of the batch so far."""
 
@@ -143,7 +147,15 @@ class FlowRuntime:
         overlays = {
             t.name: TableOverlay(self.tables[t.name], t.decode, t.default) for t in self.spec.tables
         }
-        await self._run(admitted, overlays, outcome, attempts=0)
+        try:
+            await self._run(admitted, overlays, outcome, attempts=0)
+        except BatchAbandoned as why:
+            # Nothing of the batch is made durable and none of it is acked: every event is
+            # redelivered from the last committed offset once the rebalance is over.
+            log.warning("%s: batch of %d abandoned: %s", flow, len(live), why)
+            for event in live:
+                disown(event)
+            return
         self._judge_limit(live, outcome)
         await self._commit(live, overlays, outcome)
         metrics.FLOW_BATCH_SIZE.labels(flow).observe(len(events))
@@ -175,8 +187,12 @@ class FlowRuntime:
         while events:
             owned = self.owned()
             events = [e for e in events if TP(e.topic, e.partition) in owned]
-            if not events or self.rebalancing():
+            if not events:
                 return  # _commit disowns what this worker no longer owns
+            if attempts and self.rebalancing():
+                # Retrying through a rebalance would hold it up (Faust waits for in-flight
+                # events); the batch is given up instead and redelivered after it.
+                raise BatchAbandoned("a rebalance began while a transient failure was retried")
             attempts += 1
             views = {name: _PendingView(overlay) for name, overlay in overlays.items()}
             try:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import re
 import subprocess
 import sys
@@ -36,7 +35,7 @@ from soma.settings import Settings
 from soma.supervise import Supervisor
 from tests.conftest import TEST_JWT_KEYS
 from tests.support.flows import delete_test_topics
-from tests.support.processes import free_port, wait_until
+from tests.support.processes import free_port, free_worker_base, wait_until
 from topics.admin import apply_topics
 from topics.registry import TopicRegistry
 
@@ -94,27 +93,6 @@ class LivePlane:
         return result
 
 
-def _free_base(size: int) -> int:
-    """A port with `size` free ports from it (the exporter takes the one below: size+1)."""
-    for _ in range(50):
-        base = random.randrange(20000, 60000, 16)
-        ports = [free for free in range(base - 1, base + size) if _free(free)]
-        if len(ports) == size + 1:
-            return base
-    raise RuntimeError("no free block of ports")
-
-
-def _free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 @pytest.fixture
 def live_plane(tmp_path: Path) -> Iterator[LivePlane]:
     prefix = f"o{uuid.uuid4().hex[:8]}."
@@ -123,7 +101,7 @@ def live_plane(tmp_path: Path) -> Iterator[LivePlane]:
         "topic_prefix": prefix,
         "stack_dir": stack_dir,
         "gateway_port": free_port(),
-        "worker_base_port": _free_base(10),
+        "worker_base_port": free_worker_base(),
         "prometheus_port": free_port(),
         "lag_poll_interval_s": 1.0,
         "jwt_keys": TEST_JWT_KEYS,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import threading
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -19,9 +19,6 @@ from tests.faults.test_flow_kill9 import Feeder
 from tests.support.flows import (
     TestProducer,
     WorkerProcess,
-    create_topics,
-    delete_test_topics,
-    isolated_settings,
     wait_committed,
 )
 from tests.support.processes import free_port, running_gateway, wait_until
@@ -29,16 +26,6 @@ from tests.support.processes import free_port, running_gateway, wait_until
 pytestmark = pytest.mark.fault
 
 KEYS = [(f"tenant{t}", f"session{s}") for t in range(3) for s in range(8)]
-
-
-@pytest.fixture
-def group(tmp_path: Path) -> Iterator[tuple[Settings, str]]:
-    """Fresh topics, and the flow's default group under their prefix (what the gateway reads)."""
-    settings = isolated_settings(stack_dir=tmp_path, jwt_keys=TEST_JWT_KEYS, jwt_active_kid="k2")
-    app_id = f"{settings.topic_prefix}soma-session-counts"
-    create_topics(settings, ("conversation.inbound", "conversation.inbound.dlq"))
-    yield settings, app_id
-    delete_test_topics(settings, app_id)
 
 
 class Reader(threading.Thread):
@@ -68,9 +55,9 @@ class Reader(threading.Thread):
 
 
 def test_workers_join_leave_and_die_mid_load_and_counts_stay_exact(
-    group: tuple[Settings, str], tmp_path: Path
+    session_counts_group: tuple[Settings, str], tmp_path: Path
 ) -> None:
-    settings, app_id = group
+    settings, app_id = session_counts_group
     tokens = {t: issue_token(settings, t) for t, _ in KEYS}
     workers: list[WorkerProcess] = []
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import subprocess
 import sys
 import uuid
@@ -26,7 +25,7 @@ from soma.settings import Settings
 from soma.supervise import Supervisor
 from tests.conftest import TEST_JWT_KEYS
 from tests.support.flows import read_topic, wait_committed
-from tests.support.processes import free_port, wait_until
+from tests.support.processes import free_port, free_worker_base, wait_until
 from topics.admin import apply_topics, delete_topics
 from topics.registry import TopicRegistry
 
@@ -74,27 +73,6 @@ class Plane:
         return f"http://127.0.0.1:{self.settings.gateway_port}"
 
 
-def _free_block(size: int) -> int:
-    """A base port with `size` free ports after it."""
-    for _ in range(50):
-        base = random.randrange(20000, 60000, size)
-        # base - 1 too: the lag exporter's port (SOMA_LAG_EXPORTER_PORT's default).
-        if all(_port_free(base + i) for i in range(-1, size)):
-            return base
-    raise RuntimeError("no free block of ports")
-
-
-def _port_free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 @pytest.fixture
 def plane(tmp_path: Path) -> Iterator[Plane]:
     prefix = f"p{uuid.uuid4().hex[:8]}."
@@ -103,7 +81,7 @@ def plane(tmp_path: Path) -> Iterator[Plane]:
         "SOMA_TOPIC_PREFIX": prefix,
         "SOMA_STACK_DIR": str(tmp_path / "stack"),
         "SOMA_GATEWAY_PORT": str(free_port()),
-        "SOMA_WORKER_BASE_PORT": str(_free_block(30)),
+        "SOMA_WORKER_BASE_PORT": str(free_worker_base()),
         "SOMA_JWT_KEYS": json.dumps(TEST_JWT_KEYS),
         "SOMA_JWT_ACTIVE_KID": "k2",
     }

@@ -23,9 +23,6 @@ from tests.conftest import TEST_JWT_KEYS
 from tests.support.flows import (
     TestProducer,
     WorkerProcess,
-    create_topics,
-    delete_test_topics,
-    isolated_settings,
     wait_committed,
 )
 from tests.support.processes import free_port, running_gateway, wait_until
@@ -42,16 +39,13 @@ STACK = Settings()  # the stack `soma stack up` runs (the test's own settings mo
 
 
 @pytest.fixture
-def group(tmp_path: Path) -> Iterator[tuple[Settings, str]]:
-    settings = isolated_settings(stack_dir=tmp_path, jwt_keys=TEST_JWT_KEYS, jwt_active_kid="k2")
-    app_id = f"{settings.topic_prefix}soma-session-counts"
-    create_topics(settings, ("conversation.inbound", "conversation.inbound.dlq"))
+def group(session_counts_group: tuple[Settings, str]) -> Iterator[tuple[Settings, str]]:
+    """The session-counts group, and a broker that is running again whatever the test did."""
     try:
-        yield settings, app_id
+        yield session_counts_group
     finally:
         if not kafka_running(STACK):
             start_kafka(STACK)
-        delete_test_topics(settings, app_id)
 
 
 def test_state_reads_across_broker_cycles(group: tuple[Settings, str], tmp_path: Path) -> None:

@@ -30,11 +30,11 @@ from tests.support.flows import (
     TestProducer,
     WorkerProcess,
     create_topics,
-    delete_test_topics,
     isolated_settings,
     read_topic,
+    running_flows,
 )
-from tests.support.processes import free_port, wait_until
+from tests.support.processes import wait_until
 from topics.registry import dead_letter_topics
 
 pytestmark = pytest.mark.integration
@@ -62,27 +62,9 @@ class Plane:
 @pytest.fixture
 def plane(tmp_path: Path) -> Iterator[Plane]:
     settings = isolated_settings(stack_dir=tmp_path, jwt_keys=TEST_JWT_KEYS, jwt_active_kid="k2")
-    prefix = settings.topic_prefix
     create_topics(settings, TOPICS)
-    workers = [
-        WorkerProcess(
-            name,
-            settings,
-            f"{prefix}soma-{name}",
-            free_port(),
-            tmp_path / name,
-            tmp_path / f"{name}.log",
-        ).start()
-        for name in ("session-counts", "dlq-index")
-    ]
-    try:
-        for worker in workers:
-            worker.wait_ready()
-        yield Plane(settings, *workers)
-    finally:
-        for worker in workers:
-            worker.stop()
-        delete_test_topics(settings, f"{prefix}soma-session-counts", f"{prefix}soma-dlq-index")
+    with running_flows(settings, ("session-counts", "dlq-index"), tmp_path) as workers:
+        yield Plane(settings, workers["session-counts"], workers["dlq-index"])
 
 
 @pytest.fixture

@@ -60,3 +60,16 @@ def flow_worker_factory(
     yield make
     for worker in started:
         worker.stop()
+
+
+@pytest.fixture
+def session_counts_group(tmp_path: Path) -> Iterator[tuple[Settings, str]]:
+    """Fresh topics for session-counts, test JWT keys, and the flow's default group under the
+    prefix (the group the gateway's state reads look for)."""
+    from tests.conftest import TEST_JWT_KEYS
+
+    settings = isolated_settings(stack_dir=tmp_path, jwt_keys=TEST_JWT_KEYS, jwt_active_kid="k2")
+    app_id = f"{settings.topic_prefix}soma-session-counts"
+    create_topics(settings, ("conversation.inbound", "conversation.inbound.dlq"))
+    yield settings, app_id
+    delete_test_topics(settings, app_id)

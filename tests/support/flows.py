@@ -9,7 +9,8 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -261,3 +262,33 @@ def delete_test_topics(settings: Settings, *app_ids: str) -> None:
     names = admin_client(settings).list_topics(timeout=10).topics
     owned = (settings.topic_prefix, *(f"{app_id}-" for app_id in app_ids))
     delete_topics(settings, [n for n in names if settings.topic_prefix and n.startswith(owned)])
+
+
+@contextmanager
+def running_flows(
+    settings: Settings, names: Iterable[str], directory: Path
+) -> Iterator[dict[str, WorkerProcess]]:
+    """One worker of each named flow, in the flow's default group (what the gateway reads),
+    ready on entry; stopped, and their changelogs deleted with the prefix's topics, after."""
+    from flows.catalog import flow_spec
+    from tests.support.processes import free_port
+
+    workers = {
+        name: WorkerProcess(
+            name,
+            settings,
+            f"{settings.topic_prefix}{flow_spec(name).app_id}",
+            free_port(),
+            directory / name,
+            directory / f"{name}.log",
+        ).start()
+        for name in names
+    }
+    try:
+        for worker in workers.values():
+            worker.wait_ready()
+        yield workers
+    finally:
+        for worker in workers.values():
+            worker.stop()
+        delete_test_topics(settings, *(w.app_id for w in workers.values()))

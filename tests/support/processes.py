@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -21,6 +22,31 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_worker_base(size: int | None = None) -> int:
+    """A SOMA_WORKER_BASE_PORT for a whole plane: `size` free ports from it (by default the
+    block of every flow, soma/plane.py), and the one below (the lag exporter's,
+    SOMA_LAG_EXPORTER_PORT's default)."""
+    if size is None:
+        from flows.catalog import flow_specs
+        from soma.plane import PORTS_PER_FLOW
+
+        size = PORTS_PER_FLOW * len(flow_specs())
+    for _ in range(50):
+        base = random.randrange(20000, 60000, 16)
+        if all(port_free(port) for port in range(base - 1, base + size)):
+            return base
+    raise RuntimeError("no free block of ports")
 
 
 def wait_until(

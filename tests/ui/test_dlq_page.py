@@ -21,11 +21,11 @@ from tests.integration.test_flow_dead_letters import RawProducer, valid_value
 from tests.support.flows import (
     WorkerProcess,
     create_topics,
-    delete_test_topics,
     isolated_settings,
+    running_flows,
     wait_until,
 )
-from tests.support.processes import free_port, running_gateway
+from tests.support.processes import running_gateway
 from topics.registry import dead_letter_topics
 
 pytestmark = pytest.mark.ui
@@ -42,34 +42,18 @@ TOPICS = (
 @pytest.fixture
 def plane(tmp_path: Path) -> Iterator[tuple[str, Settings, WorkerProcess]]:
     settings = isolated_settings(stack_dir=tmp_path, jwt_keys=TEST_JWT_KEYS, jwt_active_kid="k2")
-    prefix = settings.topic_prefix
     create_topics(settings, TOPICS)
-    workers = [
-        WorkerProcess(
-            name,
-            settings,
-            f"{prefix}soma-{name}",
-            free_port(),
-            tmp_path / name,
-            tmp_path / f"{name}.log",
-        ).start()
-        for name in ("session-counts", "dlq-index")
-    ]
     env = {
-        "SOMA_TOPIC_PREFIX": prefix,
+        "SOMA_TOPIC_PREFIX": settings.topic_prefix,
         "SOMA_STACK_DIR": str(tmp_path),
         "SOMA_JWT_KEYS": json.dumps(TEST_JWT_KEYS),
         "SOMA_JWT_ACTIVE_KID": "k2",
     }
-    try:
-        for worker in workers:
-            worker.wait_ready()
-        with running_gateway(env, tmp_path / "gateway.log") as base:
-            yield base, settings, workers[0]
-    finally:
-        for worker in workers:
-            worker.stop()
-        delete_test_topics(settings, f"{prefix}soma-session-counts", f"{prefix}soma-dlq-index")
+    with (
+        running_flows(settings, ("session-counts", "dlq-index"), tmp_path) as workers,
+        running_gateway(env, tmp_path / "gateway.log") as base,
+    ):
+        yield base, settings, workers["session-counts"]
 
 
 def test_a_poison_record_is_inspected_replayed_and_leaves_the_open_list(

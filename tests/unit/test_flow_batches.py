@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from faust.types import TP
 
-from flows.kit.batches import FlowRuntime, TableOverlay, _Outcome
+from flows.kit.batches import BatchAbandoned, FlowRuntime, TableOverlay, _Outcome
 from flows.spec import BatchResult, FlowContext, FlowSpec, Rejected, TableSpec
 from processors.dead_letters import DeadLetterReason, SourceRecord
 from processors.intake import Event
@@ -181,12 +181,19 @@ def test_a_write_off_the_batch_partitions_is_refused_as_not_co_partitioned() -> 
     assert "not co-partitioned" in str(outcome.dead[0].error)
 
 
-def test_nothing_runs_while_the_group_rebalances() -> None:
+def test_a_batch_runs_during_a_rebalance_but_its_retries_do_not() -> None:
     handler = Handler()
     rt, _ = runtime(handler)
     rt.rebalancing = lambda: True
     writes, outcome = run(rt, [event("acme/a", 1)])
-    assert handler.calls == [] and writes == {} and not outcome.dead
+    assert handler.calls == [[1]] and writes == {"acme/a": 1} and not outcome.dead
+
+    failing = Handler(transient=5)
+    rt, slept = runtime(failing)
+    rt.rebalancing = lambda: True
+    with pytest.raises(BatchAbandoned):
+        run(rt, [event("acme/a", 1)])
+    assert len(failing.calls) == 1 and slept == [0.5]
 
 
 def test_events_of_lost_partitions_are_not_run() -> None:
