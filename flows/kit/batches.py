@@ -104,6 +104,7 @@ class FlowRuntime:
     tables: dict[str, DurableTable]
     owned: Callable[[], set[TP]]
     rebalancing: Callable[[], bool]
+    stale: Callable[[EventT], bool]  # fetched before the last rebalance (faust_internals)
     halt: Callable[[str], None]
     registry: TopicRegistry = field(init=False)
     sources: dict[str, TopicSpec] = field(init=False)
@@ -131,10 +132,12 @@ class FlowRuntime:
         owned = self.owned()
         live: list[EventT] = []
         for event in events:
-            if event.message.tp in owned:
+            if event.message.tp in owned and not self.stale(event):
                 live.append(event)
             else:
-                disown(event)  # revoked while buffered: its new owner replays it
+                # Revoked while buffered (its new owner replays it), or buffered across a
+                # rebalance (redelivered in order from the committed offset).
+                disown(event)
         admitted: list[Event] = []
         outcome = _Outcome()
         for event in live:

@@ -15,7 +15,12 @@ from flows.errors import ChangelogMismatch, PartitionCountMismatch, SourceTopicM
 from flows.kit.batches import FlowRuntime
 from flows.kit.commit import run_batches
 from flows.kit.dead_letters import halt
-from flows.kit.faust_internals import DurableTable, SomaTableManager, assigned_actives
+from flows.kit.faust_internals import (
+    DurableTable,
+    SomaTableManager,
+    assigned_actives,
+    fetched_before_rebalance,
+)
 from flows.kit.pages import register_pages
 from flows.kit.telemetry import count_rebalances
 from flows.spec import FlowSpec
@@ -153,6 +158,7 @@ def build_worker(spec: FlowSpec, settings: Settings, place: WorkerPlace) -> faus
         tables=tables,
         owned=lambda: cast(set[TP], assigned_actives(app)),
         rebalancing=lambda: bool(app.rebalancing),
+        stale=lambda event: fetched_before_rebalance(app, event),
         halt=halt_worker,
     )
 

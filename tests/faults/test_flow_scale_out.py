@@ -107,7 +107,9 @@ def test_workers_join_leave_and_die_mid_load_and_counts_stay_exact(
             assert feeder.error is None and sum(producer.sent.values()) == 6000
             wait_committed(settings, app_id, settings.topic_prefix + "conversation.inbound")
 
-            def exact() -> bool:
+            def counts() -> dict[str, tuple[int, int]] | None:
+                """key -> (count, partition) of every key, once every read answers 200."""
+                answers = {}
                 with httpx.Client(base_url=base, timeout=10) as client:
                     for tenant, session in KEYS:
                         response = client.get(
@@ -115,11 +117,18 @@ def test_workers_join_leave_and_die_mid_load_and_counts_stay_exact(
                             headers={"Authorization": f"Bearer {tokens[tenant]}"},
                         )
                         if response.status_code != 200:
-                            return False
-                        assert response.json()["count"] == producer.sent[f"{tenant}/{session}"]
-                return True
+                            return None
+                        body = response.json()
+                        answers[f"{tenant}/{session}"] = (body["count"], body["partition"])
+                return answers
 
-            wait_until(exact, 60, "every count read back exactly")
+            answered = wait_until(counts, 60, "every count read back")
+            wrong = {
+                k: (c, p, producer.sent[k])
+                for k, (c, p) in answered.items()
+                if c != producer.sent[k]
+            }
+            assert not wrong, f"key -> (count, partition, sent): {wrong}"
             reader.stop.set()
             reader.join(timeout=30)
     finally:

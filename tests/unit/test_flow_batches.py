@@ -77,6 +77,7 @@ def runtime(handler: Any, *, retry: RetryPolicy | None = None) -> tuple[FlowRunt
         tables={"seen": {}},  # type: ignore[dict-item]
         owned=lambda: everything,
         rebalancing=lambda: False,
+        stale=lambda event: False,
         halt=lambda reason: None,
         sleep=sleep,
         rand=lambda: 0.5,
