@@ -1,0 +1,97 @@
+"""The replication flow on the real broker and databases: the replica equals the primary."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+
+from soma.settings import Settings
+from state.memory.snapshot import compare, scope_digest
+from tests.support.flows import (
+    WorkerProcess,
+    create_topics,
+    delete_test_topics,
+    isolated_settings,
+    read_topic,
+    wait_committed,
+    wait_until,
+)
+from tests.support.processes import free_port
+from tests.support.wal import WalProducer, scopes, wal_event, write_primary
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def wal_stack(tmp_path: Path, memory_schema: Settings) -> Iterator[tuple[Settings, str]]:
+    settings = isolated_settings(stack_dir=tmp_path)
+    app_id = f"repl-{uuid.uuid4().hex[:10]}"
+    create_topics(settings, ("memory.wal", "memory.wal.dlq"))
+    yield settings, app_id
+    delete_test_topics(settings, app_id)
+
+
+@pytest.fixture
+def replication_worker(
+    wal_stack: tuple[Settings, str], tmp_path: Path
+) -> Iterator[Callable[..., WorkerProcess]]:
+    settings, app_id = wal_stack
+    started: list[WorkerProcess] = []
+
+    def make(name: str = "w") -> WorkerProcess:
+        worker = WorkerProcess(
+            "replication", settings, app_id, free_port(), tmp_path / name, tmp_path / f"{name}.log"
+        )
+        started.append(worker.start())
+        return worker
+
+    yield make
+    for worker in started:
+        worker.stop()
+
+
+def test_every_wal_record_reaches_the_replica_once_and_bad_ones_are_dead_lettered(
+    wal_stack: tuple[Settings, str], replication_worker: Callable[..., WorkerProcess]
+) -> None:
+    settings, app_id = wal_stack
+    tenants = [f"r-{uuid.uuid4().hex[:8]}" for _ in range(3)]
+    events = [wal_event(t, n) for t in tenants for n in range(120)]
+    write_primary(settings, events)
+    producer = WalProducer(settings)
+    producer.send(events)
+    producer.send(events[:40])  # redelivered WAL records: the replica must not change
+    bad = wal_event(tenants[0], 999, namespace="no/slash")  # valid WAL, no memory key
+    producer.send([bad])
+    producer.flush()
+
+    worker = replication_worker().wait_ready()
+    wait_committed(settings, app_id, settings.topic_prefix + "memory.wal")
+
+    replica = settings.replica_postgres_dsn()
+    for scope in scopes(tenants):
+        primary = scope_digest(settings.postgres_dsn, scope)
+        assert len(primary) == 120
+        assert compare(primary, scope_digest(replica, scope)).equal, scope
+    letters = read_topic(settings, settings.topic_prefix + "memory.wal.dlq")
+    assert [orjson.loads(r.value())["reason"] for r in letters] == ["rejected"]
+    assert orjson.loads(letters[0].value())["error_class"].endswith("MemoryKeyError")
+
+    def caught_up() -> dict[str, object] | None:
+        body = worker.get("/health", internal=False).json()
+        lag = body["lag"]
+        return body if lag.get("offsets") == 0 and lag.get("status") == "ok" else None
+
+    body = wait_until(caught_up, 30, "the lag probe to report the flow caught up")
+    assert body["status"] == "ok" and body["replica"]["mode"] == "normal"
+    metrics = worker.get("/metrics", internal=False).text
+    present = next(
+        line
+        for line in metrics.splitlines()
+        if line.startswith('soma_replication_records_total{outcome="present"}')
+    )
+    assert float(present.split()[-1]) >= 40
+    assert f'soma_replication_last_replicated_timestamp_seconds{{tenant="{tenants[0]}"}}' in metrics
