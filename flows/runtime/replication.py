@@ -73,7 +73,12 @@ class Replication:
 
     async def health(self) -> Mapping[str, Any]:
         """Lag status (thresholds 10 s / 30 s) and the replica's mode; the worse one wins."""
-        self.replica_health = await self.replica.health()
+        try:
+            self.replica_health = await self.replica.health()
+        except Exception as exc:  # the page reports a broken probe, it does not fail with it
+            self.replica_health = BackendHealth(
+                self.replica.name, HealthMode.DOWN, f"probe failed: {exc!r}", None
+            )
         replica_status = {
             HealthMode.NORMAL: LagStatus.OK,
             HealthMode.DEGRADED: LagStatus.DEGRADED,
