@@ -17,7 +17,7 @@ from gateway.middleware import (
     UnexpectedErrorMiddleware,
 )
 from gateway.openapi import install_openapi
-from gateway.routes import admin, events, health, memory, session
+from gateway.routes import admin, audit, events, health, memory, session
 from gateway.routes import state as state_routes
 from soma.settings import Settings, get_settings
 from state.reads import StateReader
@@ -72,7 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(MetricsMiddleware)
-    for module in (session, memory, events, state_routes, admin, health):
+    for module in (session, memory, events, state_routes, admin, audit, health):
         app.include_router(module.router)
     install_openapi(app, settings)
     return app

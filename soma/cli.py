@@ -11,6 +11,7 @@ import httpx
 import typer
 
 from soma import plane
+from soma.cli_audit import audit_app
 from soma.cli_db import db_app
 from soma.cli_flow import flow_app, job_app
 from soma.cli_gateway import gateway_app, token
@@ -28,6 +29,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(gateway_app, name="gateway")
 app.add_typer(flow_app, name="flow")
 app.add_typer(job_app, name="job")
+app.add_typer(audit_app, name="audit")
 app.command("token")(token)
 
 plane_app = typer.Typer(

@@ -20,7 +20,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from flows.catalog import flow_specs
 from gateway.auth import issue_token
+from soma.plane import PORTS_PER_FLOW
 from soma.settings import Settings
 from soma.supervise import Supervisor
 from tests.conftest import TEST_JWT_KEYS
@@ -101,7 +103,7 @@ def plane(tmp_path: Path) -> Iterator[Plane]:
         "SOMA_TOPIC_PREFIX": prefix,
         "SOMA_STACK_DIR": str(tmp_path / "stack"),
         "SOMA_GATEWAY_PORT": str(free_port()),
-        "SOMA_WORKER_BASE_PORT": str(_free_block(10)),
+        "SOMA_WORKER_BASE_PORT": str(_free_block(PORTS_PER_FLOW * len(flow_specs()))),
         "SOMA_JWT_KEYS": json.dumps(TEST_JWT_KEYS),
         "SOMA_JWT_ACTIVE_KID": "k2",
     }
@@ -126,7 +128,7 @@ def plane(tmp_path: Path) -> Iterator[Plane]:
 def test_supervisor_restarts_killed_processes_and_status_tells_the_truth(plane: Plane) -> None:
     plane.soma("up")
     status = plane.status()
-    assert set(status) == {"gateway", "flow-session-counts-1"}
+    assert set(status) == {"gateway"} | {f"flow-{spec.name}-1" for spec in flow_specs()}
     assert all(row["state"] == "running" and row["restarts"] == "0" for row in status.values())
 
     token = issue_token(plane.settings, "acme")
