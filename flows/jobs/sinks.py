@@ -1,0 +1,262 @@
+"""Bounded Bytewax sinks of a replay: a topic (murmur2), a memory backend, or an archive file."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import fastavro
+import orjson
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+from confluent_kafka import KafkaError, Message, Producer
+
+from processors.archive import to_datum
+from processors.avro_mapping import AvroMapping
+from processors.dead_letters import SourceRecord
+from processors.memory import MemoryWrite
+from processors.policies import Backoff
+from processors.replay import ReplayTally, replay_headers
+from processors.replication import replica_write
+from schemas import SchemaValidationError, validator
+from soma.errors import SomaError, TransientError
+from soma.settings import Settings
+from topics.producer import producer_config
+from topics.registry import TopicSpec
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+RETRY = Backoff(base_s=0.5, cap_s=15.0)
+MAX_ATTEMPTS = 20  # about 4 minutes of a target being down before the replay gives up
+
+
+class ReplayFailed(SomaError):
+    """The target stayed unavailable (or refused records for good): the replay stopped.
+
+    Rerun the same command: every target is idempotent, so records already written are
+    no-ops the second time.
+    """
+
+
+def _where(record: SourceRecord) -> str:
+    return f"{record.topic}:{record.partition}:{record.offset}"
+
+
+class Writer(StatelessSinkPartition[SourceRecord]):
+    """A replay's sink partition; `abort` releases it after a failed run."""
+
+    def abort(self) -> None:
+        self.close()
+
+
+class _Once(DynamicSink[Any]):
+    """A sink with exactly one partition (the replay runs one Bytewax worker)."""
+
+    def __init__(self, partition: StatelessSinkPartition[Any]) -> None:
+        self.partition = partition
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> Any:
+        if worker_count != 1:
+            raise ReplayFailed("a replay runs on one Bytewax worker")
+        return self.partition
+
+
+class TopicWriter(Writer):
+    """Validate against the target's schema, produce with murmur2 keys, wait for every ack.
+
+    With `trust_schema_header` (the source is a topic, not a file) a record whose `schema`
+    header names the target's schema is not validated again: the project's producer path
+    validated exactly these bytes before they first left a process, and it is the only one
+    that sets the header. Anything else (a foreign producer's record) is validated.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        target: TopicSpec,
+        job_id: str,
+        tally: ReplayTally,
+        *,
+        trust_schema_header: bool = False,
+    ):
+        self.target, self.job_id, self.tally = target, job_id, tally
+        self._check = validator(target.schema)
+        self._trusted = target.schema.encode() if trust_schema_header else None
+        self._producer = Producer(producer_config(settings, **{"linger.ms": 20}))
+        self._closed = False
+
+    def write_batch(self, items: list[SourceRecord]) -> None:
+        pending = []
+        for record in items:
+            if self._trusted is not None and record.header("schema") == self._trusted:
+                pending.append(record)
+                continue
+            try:
+                self._check(orjson.loads(record.value or b"null"))
+            except (orjson.JSONDecodeError, SchemaValidationError) as exc:
+                self.tally.refuse(_where(record), f"schema {self.target.schema}: {exc}")
+                continue
+            pending.append(record)
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            pending = self._send(pending)
+            if not pending:
+                return
+            log.warning("%d records not acknowledged; retry %d", len(pending), attempt)
+            time.sleep(RETRY.delay(attempt, random.random))
+        raise ReplayFailed(f"{len(pending)} records were never acknowledged by the broker")
+
+    def _send(self, records: Sequence[SourceRecord]) -> list[SourceRecord]:
+        failed: list[SourceRecord] = []
+
+        def report(record: SourceRecord) -> Callable[[KafkaError | None, Message], None]:
+            def on_delivery(err: KafkaError | None, _: Message) -> None:
+                if err is None:
+                    self.tally.written += 1
+                elif err.retriable() or err.code() == KafkaError._MSG_TIMED_OUT:
+                    failed.append(record)
+                else:
+                    self.tally.refuse(_where(record), f"broker: {err.str()}")
+
+            return on_delivery
+
+        for record in records:
+            headers = replay_headers(
+                record.headers,
+                source=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                job_id=self.job_id,
+            )
+            while True:
+                try:
+                    self._producer.produce(
+                        self.target.name,
+                        record.value,
+                        record.key,
+                        headers=list(headers),
+                        on_delivery=report(record),
+                    )
+                    break
+                except BufferError:
+                    self._producer.poll(0.05)
+        self._producer.flush()
+        return failed
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._producer.flush(30)
+
+
+class BackendWriter(Writer):
+    """WAL records into a memory backend (the primary or the replica), idempotent on the key.
+
+    The backend is asyncio-based: it runs on a private event loop in a thread, and each batch
+    waits for its answer.
+    """
+
+    def __init__(self, settings: Settings, backend: Any, tally: ReplayTally) -> None:
+        self.namespace, self.backend, self.tally = settings.namespace, backend, tally
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def _run(self, coroutine: Awaitable[T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()  # type: ignore[arg-type]
+
+    def write_batch(self, items: list[SourceRecord]) -> None:
+        writes: list[tuple[SourceRecord, MemoryWrite]] = []
+        for record in items:
+            try:
+                wal: Mapping[str, Any] = orjson.loads(record.value or b"null")
+                validator("memory_wal")(wal)
+                writes.append((record, replica_write(wal, default_namespace=self.namespace)))
+            except (orjson.JSONDecodeError, SchemaValidationError, ValueError, KeyError) as exc:
+                self.tally.refuse(_where(record), f"not a memory write: {exc}")
+        for start in range(0, len(writes), 500):
+            self._store(writes[start : start + 500])
+
+    def _store(self, writes: list[tuple[SourceRecord, MemoryWrite]]) -> None:
+        from state.memory.errors import BackendRejected
+
+        attempt = 0
+        while writes:
+            try:
+                results = self._run(self.backend.remember_batch([w for _, w in writes]))
+            except BackendRejected as exc:
+                index = exc.index if exc.index is not None and len(writes) > 1 else 0
+                record, _ = writes.pop(index)
+                self.tally.refuse(_where(record), f"backend refused: {exc}")
+                continue
+            except TransientError as exc:
+                attempt += 1
+                if attempt >= MAX_ATTEMPTS:
+                    raise ReplayFailed(f"the backend stayed unavailable: {exc}") from exc
+                log.warning("backend unavailable (%s); retry %d", exc, attempt)
+                time.sleep(RETRY.delay(attempt, random.random))
+                continue
+            self.tally.written += len(results)
+            self.tally.present += sum(1 for r in results if r.deduplicated)
+            return
+
+    def close(self) -> None:
+        if self._loop.is_closed():
+            return
+        try:
+            self._run(self.backend.aclose())
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+            self._loop.close()
+
+
+class ArchiveWriter(Writer):
+    """Records into an Avro object container file, written to `<path>.part` and renamed."""
+
+    def __init__(
+        self,
+        path: Path,
+        schema: dict[str, Any],
+        mapping: AvroMapping,
+        metadata: dict[str, str],
+        tally: ReplayTally,
+        codec: str = "deflate",
+    ) -> None:
+        self.path, self.mapping, self.tally = path, mapping, tally
+        self._partial = path.with_name(path.name + ".part")
+        self._file = self._partial.open("wb")
+        self._writer = fastavro.write.Writer(
+            self._file, fastavro.parse_schema(schema), codec=codec, metadata=metadata
+        )
+        self.closed = False
+
+    def write_batch(self, items: list[SourceRecord]) -> None:
+        for record in items:
+            datum, typed = to_datum(record, self.mapping)
+            self._writer.write(datum)
+            self.tally.written += 1
+            self.tally.raw += not typed and record.value is not None
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self._writer.flush()
+        self._file.close()
+        self._partial.replace(self.path)
+
+    def abort(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self._file.close()
+            self._partial.unlink(missing_ok=True)
+
+
+def once(partition: Writer) -> DynamicSink[Any]:
+    """The sink of a one-worker replay writing through `partition`."""
+    return _Once(partition)
