@@ -9,7 +9,7 @@ writes); importing validates every value against the topic's schema before produ
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -59,20 +59,39 @@ def value_branch(value: AvroMapping) -> str:
 
 def to_datum(record: SourceRecord, value: AvroMapping) -> tuple[dict[str, Any], bool]:
     """(the Avro datum of `record`, whether its value is typed rather than raw)."""
-    typed: Any = None
-    if record.value is not None:
-        typed = _typed(record.value, value)
-    datum = {
-        "partition": record.partition,
-        "offset": record.offset,
-        "timestamp_ms": record.timestamp_ms,
-        "key": record.key,
-        "headers": [{"name": name, "value": raw} for name, raw in record.headers],
+    return datum(
+        partition=record.partition,
+        offset=record.offset,
+        timestamp_ms=record.timestamp_ms,
+        key=record.key,
+        raw=record.value,
+        headers=record.headers,
+        value=value,
+    )
+
+
+def datum(
+    *,
+    partition: int,
+    offset: int,
+    timestamp_ms: int,
+    key: bytes | None,
+    raw: bytes | None,
+    headers: Sequence[tuple[str, bytes | None]],
+    value: AvroMapping,
+) -> tuple[dict[str, Any], bool]:
+    """`to_datum` from the record's parts (a consumed message need not become a SourceRecord)."""
+    typed = None if raw is None else _typed(raw, value)
+    return {
+        "partition": partition,
+        "offset": offset,
+        "timestamp_ms": timestamp_ms,
+        "key": key,
+        "headers": [{"name": name, "value": data} for name, data in headers],
         # Tuple notation names the union branch, so fastavro does not test the record against
         # every branch (a second walk of the whole value).
-        "value": (value_branch(value), typed) if typed is not None else record.value,
-    }
-    return datum, typed is not None
+        "value": (value_branch(value), typed) if typed is not None else raw,
+    }, typed is not None
 
 
 def _typed(raw: bytes, value: AvroMapping) -> Any:

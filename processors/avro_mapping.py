@@ -77,11 +77,13 @@ def _json_text() -> _Node:
     return _Node((JSON_TEXT,), encode, orjson.loads, json=True)
 
 
-def _check(kind: type | tuple[type, ...], what: str) -> Encode:
+def _check(kinds: tuple[type, ...], what: str) -> Encode:
+    # Exact type tests (bool is an int subclass; JSON parsers make no other subclasses),
+    # the cheapest check there is: it runs for every field of every archived record.
     def encode(value: Any) -> Any:
-        if not isinstance(value, kind) or isinstance(value, bool) is not (what == "boolean"):
+        if type(value) not in kinds:
             raise MappingError(f"expected {what}, got {type(value).__name__}")
-        if isinstance(value, int) and not _LONG_MIN <= value <= _LONG_MAX:
+        if type(value) is int and not _LONG_MIN <= value <= _LONG_MAX:
             raise MappingError(f"integer {value} is outside Avro's long")
         return value
 
@@ -93,9 +95,9 @@ def _same(value: Any) -> Any:
 
 
 _PRIMITIVE = {
-    "string": _Node(("string",), _check(str, "string"), _same),
-    "integer": _Node(("long",), _check(int, "long"), _same),
-    "boolean": _Node(("boolean",), _check(bool, "boolean"), _same),
+    "string": _Node(("string",), _check((str,), "string"), _same),
+    "integer": _Node(("long",), _check((int,), "long"), _same),
+    "boolean": _Node(("boolean",), _check((bool,), "boolean"), _same),
     "number": _Node(("long", "double"), _check((int, float), "number"), _same),
 }
 
@@ -250,21 +252,26 @@ def _any_of(kinds: dict[str, _Node]) -> Encode:
 
 
 def _record_encoder(plan: list[tuple[str, _Node, bool]]) -> Encode:
-    props = {prop for prop, _, _ in plan}
+    props = frozenset(prop for prop, _, _ in plan)
+    required = [(prop, node.encode) for prop, node, optional in plan if not optional]
+    optional = [(prop, node.encode) for prop, node, optional in plan if optional]
 
     def encode(value: Any) -> dict[str, Any]:
-        if not isinstance(value, dict):
+        if type(value) is not dict:
             raise MappingError(f"expected object, got {type(value).__name__}")
-        unknown = value.keys() - props
-        if unknown:
-            raise MappingError(f"properties not in the schema: {sorted(unknown)[:5]}")
+        if not value.keys() <= props:
+            unknown = sorted(value.keys() - props)[:5]
+            raise MappingError(f"properties not in the schema: {unknown}")
         out = {}
-        for prop, node, optional in plan:
-            if prop not in value and not optional:
-                raise MappingError(f"required property {prop!r} is missing")
-            # Absent optional properties become null; a present null of a nullable optional
-            # property becomes the JSON text "null" (its node is JSON text).
-            out[prop] = node.encode(value[prop]) if prop in value else None
+        try:
+            for prop, encode_field in required:
+                out[prop] = encode_field(value[prop])
+        except KeyError as missing:
+            raise MappingError(f"required property {missing} is missing") from None
+        # Absent optional properties become null; a present null of a nullable optional
+        # property becomes the JSON text "null" (its node is JSON text).
+        for prop, encode_field in optional:
+            out[prop] = encode_field(value[prop]) if prop in value else None
         return out
 
     return encode

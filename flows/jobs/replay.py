@@ -23,9 +23,8 @@ from bytewax.testing import run_main
 from flows.jobs.archive_files import ArchiveFile, read_header
 from flows.jobs.ranges import plan_ranges
 from flows.jobs.sinks import ReplayFailed, once
-from flows.jobs.sources import ArchiveSource, RangeSource
+from flows.jobs.sources import ArchiveSource, RangeSource, Record
 from flows.jobs.targets import writer_for
-from processors.dead_letters import SourceRecord
 from processors.replay import ReplayTally, TokenBucket, of_tenant
 from processors.tenant_counts import OffsetRange
 from soma.settings import Settings
@@ -125,25 +124,28 @@ def run_replay(
 
 def _selector(
     request: ReplayRequest, tally: ReplayTally, on_progress: Progress | None
-) -> Callable[[list[SourceRecord]], list[SourceRecord]]:
+) -> Callable[[list[Record]], list[Record]]:
     bucket = TokenBucket(request.rate, burst=max(request.rate, 1.0), clock=time.monotonic)
-    from_ms, to_ms = request.from_time_ms, request.to_time_ms
-    archive = request.archive is not None
-    wanted = set(request.partitions) if request.partitions else None
+    tenant = request.tenant
+    # A topic source is read by offset ranges already planned from these; an archive is not.
+    bounded = request.archive is not None and any(
+        v is not None
+        for v in (
+            request.from_time_ms,
+            request.to_time_ms,
+            request.partitions,
+            request.from_offset,
+            request.to_offset,
+        )
+    )
 
-    def select(batch: list[SourceRecord]) -> list[SourceRecord]:
+    def select(batch: list[Record]) -> list[Record]:
         tally.read += len(batch)
-        kept = [r for r in batch if of_tenant(r.key, request.tenant)]
-        if archive:  # a topic source is read by offset ranges planned from these already
-            kept = [
-                r
-                for r in kept
-                if (from_ms is None or r.timestamp_ms >= from_ms)
-                and (to_ms is None or r.timestamp_ms < to_ms)
-                and (wanted is None or r.partition in wanted)
-                and (request.from_offset is None or r.offset >= request.from_offset)
-                and (request.to_offset is None or r.offset < request.to_offset)
-            ]
+        kept = batch
+        if tenant is not None:
+            kept = [r for r in kept if of_tenant(r.key(), tenant)]
+        if bounded:
+            kept = [r for r in kept if _in_bounds(request, r)]
         delay = bucket.take(len(kept))
         if delay > 0:
             time.sleep(delay)  # blocks the dataflow: the rate bounds what the target sees
@@ -153,6 +155,17 @@ def _selector(
         return kept
 
     return select
+
+
+def _in_bounds(request: ReplayRequest, record: Record) -> bool:
+    at, offset = record.timestamp()[1], record.offset() or 0
+    return (
+        (request.from_time_ms is None or at >= request.from_time_ms)
+        and (request.to_time_ms is None or at < request.to_time_ms)
+        and (request.partitions is None or record.partition() in request.partitions)
+        and (request.from_offset is None or offset >= request.from_offset)
+        and (request.to_offset is None or offset < request.to_offset)
+    )
 
 
 def _cause(exc: BaseException) -> BaseException:

@@ -7,21 +7,21 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import fastavro
 import orjson
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaError, Message, Producer
 
-from processors.archive import to_datum
+from flows.jobs.sources import Record
+from processors.archive import datum
 from processors.avro_mapping import AvroMapping
-from processors.dead_letters import SourceRecord
 from processors.memory import MemoryWrite
 from processors.policies import Backoff
-from processors.replay import ReplayTally, replay_headers
+from processors.replay import REPLAY_JOB, REPLAY_OF, ReplayTally
 from processors.replication import replica_write
 from schemas import SchemaValidationError, validator
 from soma.errors import SomaError, TransientError
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 RETRY = Backoff(base_s=0.5, cap_s=15.0)
 MAX_ATTEMPTS = 20  # about 4 minutes of a target being down before the replay gives up
+_MARKS = frozenset({REPLAY_OF, REPLAY_JOB})
 
 
 class ReplayFailed(SomaError):
@@ -43,11 +44,11 @@ class ReplayFailed(SomaError):
     """
 
 
-def _where(record: SourceRecord) -> str:
-    return f"{record.topic}:{record.partition}:{record.offset}"
+def _where(record: Record) -> str:
+    return f"{record.topic()}:{record.partition()}:{record.offset()}"
 
 
-class Writer(StatelessSinkPartition[SourceRecord]):
+class Writer(StatelessSinkPartition[Record]):
     """A replay's sink partition; `abort` releases it after a failed run."""
 
     def abort(self) -> None:
@@ -66,8 +67,16 @@ class _Once(DynamicSink[Any]):
         return self.partition
 
 
+Outgoing = tuple[bytes | None, bytes | None, list[tuple[str, bytes | None]]]  # key, value, headers
+
+
 class TopicWriter(Writer):
-    """Validate against the target's schema, produce with murmur2 keys, wait for every ack.
+    """Validate against the target's schema, produce with murmur2 keys, make sure of every ack.
+
+    Batches are produced without waiting (a flush per batch held the read behind every
+    broker round trip); delivery reports are served as batches go, a record the broker did
+    not acknowledge is produced again, and `close` flushes and retries until every record is
+    acknowledged or the replay fails. `written` counts acknowledgements only.
 
     With `trust_schema_header` (the source is a topic, not a file) a record whose `schema`
     header names the target's schema is not validated again: the project's producer path
@@ -86,71 +95,76 @@ class TopicWriter(Writer):
     ):
         self.target, self.job_id, self.tally = target, job_id, tally
         self._check = validator(target.schema)
-        self._trusted = target.schema.encode() if trust_schema_header else None
-        self._producer = Producer(producer_config(settings, **{"linger.ms": 20}))
+        self._trusted = ("schema", target.schema.encode()) if trust_schema_header else None
+        # One callback for every record: a closure per record cost more than the produce.
+        config = producer_config(
+            settings, **{"linger.ms": 5, "batch.size": 1_000_000, "on_delivery": self._delivered}
+        )
+        self._producer = Producer(config)
+        self._failed: list[Outgoing] = []
         self._closed = False
 
-    def write_batch(self, items: list[SourceRecord]) -> None:
-        pending = []
+    def write_batch(self, items: list[Record]) -> None:
+        pending: list[Outgoing] = []
+        job = (REPLAY_JOB, self.job_id.encode())
         for record in items:
-            if self._trusted is not None and record.header("schema") == self._trusted:
-                pending.append(record)
-                continue
-            try:
-                self._check(orjson.loads(record.value or b"null"))
-            except (orjson.JSONDecodeError, SchemaValidationError) as exc:
-                self.tally.refuse(_where(record), f"schema {self.target.schema}: {exc}")
-                continue
-            pending.append(record)
-        for attempt in range(1, MAX_ATTEMPTS + 1):
-            pending = self._send(pending)
-            if not pending:
-                return
-            log.warning("%d records not acknowledged; retry %d", len(pending), attempt)
-            time.sleep(RETRY.delay(attempt, random.random))
-        raise ReplayFailed(f"{len(pending)} records were never acknowledged by the broker")
+            headers = record.headers() or []
+            if self._trusted is None or self._trusted not in headers:
+                try:
+                    self._check(orjson.loads(record.value() or b"null"))
+                except (orjson.JSONDecodeError, SchemaValidationError) as exc:
+                    self.tally.refuse(_where(record), f"schema {self.target.schema}: {exc}")
+                    continue
+            if any(name in _MARKS for name, _ in headers):  # a replay of a replay
+                headers = [(n, v) for n, v in headers if n not in _MARKS]
+            where = f"{record.topic()}:{record.partition()}:{record.offset()}".encode()
+            headers += [(REPLAY_OF, where), job]
+            pending.append((record.key(), record.value(), headers))
+        self._produce(pending)
+        self._producer.poll(0)  # serve delivery reports
+        if self._failed:
+            failed, self._failed = self._failed, []
+            self._produce(failed)
 
-    def _send(self, records: Sequence[SourceRecord]) -> list[SourceRecord]:
-        failed: list[SourceRecord] = []
+    def _delivered(self, err: KafkaError | None, msg: Message) -> None:
+        if err is None:
+            self.tally.written += 1
+        elif err.retriable() or err.code() == KafkaError._MSG_TIMED_OUT:
+            headers = cast(list[tuple[str, bytes | None]], msg.headers() or [])
+            self._failed.append((msg.key(), msg.value(), headers))
+        else:
+            self.tally.refuse(f"{self.target.name} key {msg.key()!r}", f"broker: {err.str()}")
 
-        def report(record: SourceRecord) -> Callable[[KafkaError | None, Message], None]:
-            def on_delivery(err: KafkaError | None, _: Message) -> None:
-                if err is None:
-                    self.tally.written += 1
-                elif err.retriable() or err.code() == KafkaError._MSG_TIMED_OUT:
-                    failed.append(record)
-                else:
-                    self.tally.refuse(_where(record), f"broker: {err.str()}")
-
-            return on_delivery
-
-        for record in records:
-            headers = replay_headers(
-                record.headers,
-                source=record.topic,
-                partition=record.partition,
-                offset=record.offset,
-                job_id=self.job_id,
-            )
+    def _produce(self, records: Sequence[Outgoing]) -> None:
+        topic, produce = self.target.name, self._producer.produce
+        for key, value, headers in records:
             while True:
                 try:
-                    self._producer.produce(
-                        self.target.name,
-                        record.value,
-                        record.key,
-                        headers=list(headers),
-                        on_delivery=report(record),
-                    )
+                    produce(topic, value, key, headers=cast(Any, headers))
                     break
-                except BufferError:
+                except BufferError:  # the local queue is full: let deliveries drain it
                     self._producer.poll(0.05)
-        self._producer.flush()
-        return failed
 
     def close(self) -> None:
+        """Flush; produce again what was not acknowledged, until all is (or give up)."""
+        if self._closed:
+            return
+        for attempt in range(1, MAX_ATTEMPTS + 1):
+            self._producer.flush()
+            if not self._failed:
+                self._closed = True
+                return
+            failed, self._failed = self._failed, []
+            log.warning("%d records not acknowledged; retry %d", len(failed), attempt)
+            time.sleep(RETRY.delay(attempt, random.random))
+            self._produce(failed)
+        self._closed = True
+        raise ReplayFailed(f"{len(self._failed)} records were never acknowledged by the broker")
+
+    def abort(self) -> None:
         if not self._closed:
             self._closed = True
-            self._producer.flush(30)
+            self._producer.flush(5)
 
 
 class BackendWriter(Writer):
@@ -169,11 +183,11 @@ class BackendWriter(Writer):
     def _run(self, coroutine: Awaitable[T]) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()  # type: ignore[arg-type]
 
-    def write_batch(self, items: list[SourceRecord]) -> None:
-        writes: list[tuple[SourceRecord, MemoryWrite]] = []
+    def write_batch(self, items: list[Record]) -> None:
+        writes: list[tuple[Record, MemoryWrite]] = []
         for record in items:
             try:
-                wal: Mapping[str, Any] = orjson.loads(record.value or b"null")
+                wal: Mapping[str, Any] = orjson.loads(record.value() or b"null")
                 validator("memory_wal")(wal)
                 writes.append((record, replica_write(wal, default_namespace=self.namespace)))
             except (orjson.JSONDecodeError, SchemaValidationError, ValueError, KeyError) as exc:
@@ -181,7 +195,7 @@ class BackendWriter(Writer):
         for start in range(0, len(writes), 500):
             self._store(writes[start : start + 500])
 
-    def _store(self, writes: list[tuple[SourceRecord, MemoryWrite]]) -> None:
+    def _store(self, writes: list[tuple[Record, MemoryWrite]]) -> None:
         from state.memory.errors import BackendRejected
 
         attempt = 0
@@ -235,12 +249,24 @@ class ArchiveWriter(Writer):
         )
         self.closed = False
 
-    def write_batch(self, items: list[SourceRecord]) -> None:
+    def write_batch(self, items: list[Record]) -> None:
+        write, mapping = self._writer.write, self.mapping
+        raw = 0
         for record in items:
-            datum, typed = to_datum(record, self.mapping)
-            self._writer.write(datum)
-            self.tally.written += 1
-            self.tally.raw += not typed and record.value is not None
+            value = record.value()
+            data, typed = datum(
+                partition=cast(int, record.partition()),
+                offset=cast(int, record.offset()),
+                timestamp_ms=record.timestamp()[1],
+                key=record.key(),
+                raw=value,
+                headers=record.headers() or [],
+                value=mapping,
+            )
+            write(data)
+            raw += not typed and value is not None
+        self.tally.written += len(items)
+        self.tally.raw += raw
 
     def close(self) -> None:
         if self.closed:

@@ -4,13 +4,16 @@
 partition, no group): Bytewax's own KafkaSource takes one start offset for every partition and
 reads to the end of the log, so a range chosen by time (a different start per partition) or
 ending before the log's end would be read and thrown away.
+
+Items are confluent-kafka `Message`s as consumed (or archived records behind the same methods,
+`RecordMessage`): building a Python object per record cost more than the rest of a replay.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import fastavro
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
@@ -39,42 +42,74 @@ def _consumer(settings: Settings) -> Consumer:
     )
 
 
-class _RangePartition(StatefulSourcePartition[SourceRecord, int]):
+class Record(Protocol):
+    """What every replay step reads from an item: the confluent-kafka `Message` methods."""
+
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def key(self) -> bytes | None: ...
+    def value(self) -> bytes | None: ...
+    def headers(self) -> Any: ...  # list of (name, bytes | None), or None (stubs say more)
+    def timestamp(self) -> tuple[int, int]: ...
+
+
+class RecordMessage:
+    """An archived record behind the `Message` methods."""
+
+    __slots__ = ("record",)
+
+    def __init__(self, record: SourceRecord) -> None:
+        self.record = record
+
+    def topic(self) -> str:
+        return self.record.topic
+
+    def partition(self) -> int:
+        return self.record.partition
+
+    def offset(self) -> int:
+        return self.record.offset
+
+    def key(self) -> bytes | None:
+        return self.record.key
+
+    def value(self) -> bytes | None:
+        return self.record.value
+
+    def headers(self) -> list[tuple[str, bytes | None]]:
+        return list(self.record.headers)
+
+    def timestamp(self) -> tuple[int, int]:
+        return (1, self.record.timestamp_ms)  # 1: TIMESTAMP_CREATE_TIME
+
+
+class _RangePartition(StatefulSourcePartition[Record, int]):
     def __init__(self, settings: Settings, topic: str, bounds: OffsetRange, start: int) -> None:
         self._topic, self._bounds, self._next = topic, bounds, start
         self._consumer = _consumer(settings)
         self._consumer.assign([TopicPartition(topic, bounds.partition, start)])
         self._closed = False
 
-    def next_batch(self) -> list[SourceRecord]:
+    def next_batch(self) -> list[Record]:
         if self._next >= self._bounds.to_offset:
             self.close()
             raise StopIteration
-        batch = []
+        end = self._bounds.to_offset
+        batch: list[Record] = []
         for msg in self._consumer.consume(BATCH, POLL_S):
             error = msg.error()
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
                     # Past the last record that exists below `to` (compaction leaves gaps).
-                    self._next = self._bounds.to_offset
+                    self._next = end
                     break
                 raise KafkaException(error)
-            offset = msg.offset() or 0
-            if offset >= self._bounds.to_offset:
-                self._next = self._bounds.to_offset
+            offset = cast(int, msg.offset())
+            if offset >= end:
+                self._next = end
                 break
-            headers = cast(list[tuple[str, bytes | None]], msg.headers() or [])
-            batch.append(
-                SourceRecord(
-                    topic=self._topic,
-                    partition=self._bounds.partition,
-                    offset=offset,
-                    key=msg.key(),
-                    value=msg.value(),
-                    headers=tuple(headers),
-                    timestamp_ms=msg.timestamp()[1],
-                )
-            )
+            batch.append(msg)
             self._next = offset + 1
         return batch
 
@@ -87,7 +122,7 @@ class _RangePartition(StatefulSourcePartition[SourceRecord, int]):
             self._consumer.close()
 
 
-class RangeSource(FixedPartitionedSource[SourceRecord, int]):
+class RangeSource(FixedPartitionedSource[Record, int]):
     """Records of `topic` in the planned ranges, each partition in offset order."""
 
     def __init__(self, settings: Settings, topic: str, ranges: Sequence[OffsetRange]) -> None:
@@ -103,7 +138,7 @@ class RangeSource(FixedPartitionedSource[SourceRecord, int]):
         return _RangePartition(self._settings, self._topic, bounds, start)
 
 
-class _ArchivePartition(StatefulSourcePartition[SourceRecord, int]):
+class _ArchivePartition(StatefulSourcePartition[Record, int]):
     def __init__(self, path: Path, mapping: AvroMapping, topic: str, skip: int) -> None:
         self._file = path.open("rb")
         self._records: Iterator[Any] = iter(fastavro.reader(self._file))
@@ -112,10 +147,10 @@ class _ArchivePartition(StatefulSourcePartition[SourceRecord, int]):
             next(self._records, None)
             self._read += 1
 
-    def next_batch(self) -> list[SourceRecord]:
-        batch = []
+    def next_batch(self) -> list[Record]:
+        batch: list[Record] = []
         for datum in self._records:
-            batch.append(from_datum(datum, self._mapping, self._topic))
+            batch.append(RecordMessage(from_datum(datum, self._mapping, self._topic)))
             if len(batch) == BATCH:
                 break
         if not batch:
@@ -131,7 +166,7 @@ class _ArchivePartition(StatefulSourcePartition[SourceRecord, int]):
         self._file.close()
 
 
-class ArchiveSource(FixedPartitionedSource[SourceRecord, int]):
+class ArchiveSource(FixedPartitionedSource[Record, int]):
     """Every record of an archive file, in the order it was written."""
 
     def __init__(self, path: Path, mapping: AvroMapping, topic: str) -> None:
