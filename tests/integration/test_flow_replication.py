@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -9,8 +10,12 @@ from pathlib import Path
 import orjson
 import pytest
 
+from flows.catalog import flow_spec
+from gateway.replication_health import REPLICATION
 from soma.settings import Settings
 from state.memory.snapshot import compare, scope_digest
+from tests.conftest import TEST_JWT_KEYS
+from tests.integration.conftest import GatewayClient
 from tests.support.flows import (
     WorkerProcess,
     create_topics,
@@ -95,3 +100,48 @@ def test_every_wal_record_reaches_the_replica_once_and_bad_ones_are_dead_lettere
     )
     assert float(present.split()[-1]) >= 40
     assert f'soma_replication_last_replicated_timestamp_seconds{{tenant="{tenants[0]}"}}' in metrics
+
+
+async def test_the_gateway_health_shows_replication_once_it_runs(
+    wal_stack: tuple[Settings, str],
+    replication_worker: Callable[..., WorkerProcess],
+    gateway_client: GatewayClient,
+) -> None:
+    settings, _ = wal_stack
+    edge = settings.model_copy(update={"jwt_keys": TEST_JWT_KEYS, "jwt_active_kid": "k2"})
+    async with gateway_client(edge) as client:
+        before = (await client.get("/healthz")).json()
+        assert REPLICATION not in before["components"]  # no replication flow ran here
+
+    # The flow's real group (the gateway finds workers by it), in this test's topic set.
+    group = f"{settings.topic_prefix}{flow_spec('replication').app_id}"
+    worker = WorkerProcess(
+        "replication",
+        settings,
+        group,
+        free_port(),
+        settings.stack_dir / "gw",
+        settings.stack_dir / "gw.log",
+    ).start()
+    try:
+        await asyncio.to_thread(worker.wait_ready)
+        async with gateway_client(edge) as client:
+
+            async def component() -> dict[str, object]:
+                body = (await client.get("/healthz")).json()
+                return dict(body["components"].get(REPLICATION) or {}) | {"all": body}
+
+            deadline = asyncio.get_running_loop().time() + 30
+            found = await component()
+            while found.get("status") != "ok" and asyncio.get_running_loop().time() < deadline:
+                await asyncio.sleep(0.5)
+                found = await component()
+            assert found["status"] == "ok", found
+            assert "lag 0.0 s, 0 records; group Stable" in str(found["error"])
+            await asyncio.to_thread(worker.stop)
+            response = await client.get("/healthz")
+            gone = response.json()
+            assert gone["components"][REPLICATION]["status"] == "down"
+            assert response.status_code == 200 and gone["status"] == "degraded"  # in rotation
+    finally:
+        await asyncio.to_thread(worker.stop)
