@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from processors.keys import SEPARATOR
@@ -10,8 +10,6 @@ from processors.tenant_counts import OffsetRange
 
 REPLAY_OF = "replay_of"  # header: the source position a replayed record was copied from
 REPLAY_JOB = "replay_job"  # header: the id of the replay that copied it
-
-Headers = Sequence[tuple[str, bytes | None]]
 
 
 def plan_partition(
@@ -47,17 +45,6 @@ def of_tenant(key: bytes | None, tenant: str | None) -> bool:
         return False
     wanted = tenant.encode()
     return key == wanted or key.startswith(wanted + SEPARATOR.encode())
-
-
-def replay_headers(
-    headers: Headers, *, source: str, partition: int, offset: int, job_id: str
-) -> list[tuple[str, bytes | None]]:
-    """The original headers (tenant, request id, trace, schema, idempotency key) plus where
-    the copy came from; an earlier replay's marks are replaced, not stacked."""
-    kept = [(n, v) for n, v in headers if n not in (REPLAY_OF, REPLAY_JOB)]
-    kept.append((REPLAY_OF, f"{source}:{partition}:{offset}".encode()))
-    kept.append((REPLAY_JOB, job_id.encode()))
-    return kept
 
 
 @dataclass

@@ -109,6 +109,15 @@ def test_an_archive_rebuilds_the_replica_and_imports_into_another_topic_set(
             assert headers["tenant"] == record.key().split(b"/")[0]
             assert headers[REPLAY_JOB] == imported.job_id.encode()
             assert headers[REPLAY_OF].startswith(settings.topic_prefix.encode())
+        # Re-driving the imported records again: their replay marks are replaced, not stacked.
+        again = run_replay(other, ReplayRequest(target="topic", topic="memory.wal"))
+        doubled = read_topic(other, other.topic_prefix + "memory.wal")
+        assert len(doubled) == 2 * len(copied) and again.tally.written == len(copied)
+        for record in doubled:
+            names = [name for name, _ in record.headers()]
+            assert names.count(REPLAY_OF) == names.count(REPLAY_JOB) == 1, names
+        marks = {dict(r.headers())[REPLAY_JOB] for r in doubled}
+        assert marks == {imported.job_id.encode(), again.job_id.encode()}
     finally:
         delete_test_topics(other)
 
