@@ -43,28 +43,44 @@ class AuditPage(BaseModel):
     next_cursor: int | None = Field(description="Pass as `cursor` for the next page; null: done.")
 
 
+def _time_query(description: str) -> Any:
+    return Query(None, description=description, max_length=64, json_schema_extra=_DATE_TIME)
+
+
+_DATE_TIME = {"format": "date-time"}
+
+
 def audit_filter(
     action: str | None = Query(None, max_length=128, pattern=_ACTION),
     actor: str | None = Query(None, min_length=1, max_length=256, pattern=_PRINTABLE),
     decision: Literal["allow", "deny", "n/a"] | None = Query(None),
-    since: datetime | None = Query(None, description="occurred_at at or after (UTC if naive)"),
-    until: datetime | None = Query(None, description="occurred_at before (UTC if naive)"),
+    since: str | None = _time_query("occurred_at at or after this RFC 3339 time"),
+    until: str | None = _time_query("occurred_at before this RFC 3339 time"),
 ) -> AuditFilter:
     """FastAPI dependency: the filters every audit read takes."""
     return AuditFilter(action, actor, decision, _utc(since, "since"), _utc(until, "until"))
 
 
-def _utc(moment: datetime | None, name: str) -> datetime | None:
-    if moment is None:
+def _utc(text: str | None, name: str) -> datetime | None:
+    """An RFC 3339 date-time with its offset, in UTC; 422 for anything else.
+
+    Parsed here rather than by pydantic, which also takes numbers as unix times: the
+    documented contract is `format: date-time`.
+    """
+    if text is None:
         return None
     try:
-        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-    except OverflowError:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        if moment.tzinfo is None or "T" not in text.upper():
+            raise ValueError("no UTC offset")
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise SchemaValidationError(
             schema_id="request",
             field=f"/query/{name}",
             rule="format",
-            message=f"{name} is out of range",
+            message=f"{name} must be an RFC 3339 date-time with an offset, e.g. "
+            "2025-03-14T09:26:53Z",
         ) from None
 
 
