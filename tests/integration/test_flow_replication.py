@@ -12,6 +12,7 @@ import pytest
 
 from flows.catalog import flow_spec
 from gateway.replication_health import REPLICATION
+from processors.replication import replica_write
 from soma.settings import Settings
 from state.memory.snapshot import compare, scope_digest
 from tests.conftest import TEST_JWT_KEYS
@@ -26,6 +27,7 @@ from tests.support.flows import (
     wait_until,
 )
 from tests.support.processes import free_port
+from tests.support.somabrain import StandIn
 from tests.support.wal import WalProducer, scopes, wal_event, write_primary
 
 pytestmark = pytest.mark.integration
@@ -145,3 +147,44 @@ async def test_the_gateway_health_shows_replication_once_it_runs(
             assert response.status_code == 200 and gone["status"] == "degraded"  # in rotation
     finally:
         await asyncio.to_thread(worker.stop)
+
+
+def test_a_second_somabrain_as_the_replica_through_the_same_client(
+    wal_stack: tuple[Settings, str], standin: StandIn, tmp_path: Path
+) -> None:
+    settings, app_id = wal_stack
+    tenants = [f"sb-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    events = [wal_event(t, n) for t in tenants for n in range(60)]
+    producer = WalProducer(settings)
+    producer.send(events)
+    producer.flush()
+    standin.fault("breaker_open")  # the replica answers 503 at first: retried, not dead-lettered
+    worker = WorkerProcess(
+        "replication",
+        settings,
+        app_id,
+        free_port(),
+        tmp_path / "sb",
+        tmp_path / "sb.log",
+        extra_env={"SOMA_REPLICA_BASE_URL": standin.url, "SOMA_REPLICA_API_TOKEN": standin.token},
+    ).start()
+    try:
+        worker.wait_ready()
+
+        def retried() -> bool:
+            metrics = worker.get("/metrics", internal=False).text
+            return (
+                'soma_flow_retries_total{error="BackendUnavailable",flow="replication"}' in metrics
+            )
+
+        wait_until(retried, 60, "the replication flow to retry the unavailable replica")
+        standin.fault("none")
+        wait_committed(settings, app_id, settings.topic_prefix + "memory.wal", timeout_s=120)
+    finally:
+        worker.stop()
+    stored = {i["key"]: i for i in standin.items() if i["tenant"] in tenants}
+    expected = {replica_write(e, default_namespace=settings.namespace).key: e for e in events}
+    assert set(stored) == set(expected)
+    for key, item in stored.items():
+        assert item["payload"].items() >= expected[key]["payload"].items()
+    assert read_topic(settings, settings.topic_prefix + "memory.wal.dlq") == []
