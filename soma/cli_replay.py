@@ -1,4 +1,5 @@
-"""`soma replay`, `soma archive export|import|show`, `soma replica compare`: recovery commands."""
+"""`soma replay`: re-drive a topic range or an archive into a target (and what the archive and
+replica commands of `soma/cli_archive.py` share: range options, running a job, its summary)."""
 
 from __future__ import annotations
 
@@ -15,19 +16,16 @@ from soma.settings import get_settings
 if TYPE_CHECKING:
     from flows.jobs.replay import ReplayReport, ReplayRequest
 
-archive_app = typer.Typer(help="Topic ranges to Avro archive files and back.", no_args_is_help=True)
-replica_app = typer.Typer(help="The replica database.", no_args_is_help=True)
-
-_FROM_OFFSET = typer.Option(None, help="first offset, per partition")
-_TO_OFFSET = typer.Option(None, help="stop before this offset, per partition")
-_FROM_TIME = typer.Option(None, help="first record at or after this time (ISO 8601, UTC if naive)")
-_TO_TIME = typer.Option(None, help="stop at the first record at or after this time")
-_PARTITION = typer.Option(None, "--partition", help="only these partitions (repeatable)")
-_TENANT = typer.Option(None, help="only records of this tenant")
-_PROGRESS = typer.Option(True, "--progress/--no-progress", help="show a progress bar")
+FROM_OFFSET = typer.Option(None, help="first offset, per partition")
+TO_OFFSET = typer.Option(None, help="stop before this offset, per partition")
+FROM_TIME = typer.Option(None, help="first record at or after this time (ISO 8601, UTC if naive)")
+TO_TIME = typer.Option(None, help="stop at the first record at or after this time")
+PARTITION = typer.Option(None, "--partition", help="only these partitions (repeatable)")
+TENANT = typer.Option(None, help="only records of this tenant")
+PROGRESS = typer.Option(True, "--progress/--no-progress", help="show a progress bar")
 
 
-def _ms(text: str | None) -> int | None:
+def ms(text: str | None) -> int | None:
     if text is None:
         return None
     try:
@@ -42,14 +40,14 @@ def replay_command(
     topic: str | None = typer.Argument(None, help="registry topic to re-drive, e.g. memory.wal"),
     to: str = typer.Option(..., "--to", help="topic | topic:NAME | backend | replica"),
     archive: Path | None = typer.Option(None, help="replay this archive file instead"),
-    from_offset: int | None = _FROM_OFFSET,
-    to_offset: int | None = _TO_OFFSET,
-    from_time: str | None = _FROM_TIME,
-    to_time: str | None = _TO_TIME,
-    partition: list[int] | None = _PARTITION,
-    tenant: str | None = _TENANT,
+    from_offset: int | None = FROM_OFFSET,
+    to_offset: int | None = TO_OFFSET,
+    from_time: str | None = FROM_TIME,
+    to_time: str | None = TO_TIME,
+    partition: list[int] | None = PARTITION,
+    tenant: str | None = TENANT,
     rate: float = typer.Option(10_000, help="events per second at most; 0: no limit"),
-    progress: bool = _PROGRESS,
+    progress: bool = PROGRESS,
 ) -> None:
     """Re-drive a topic range (or an archive) into a topic, the memory backend or the replica.
 
@@ -68,105 +66,18 @@ def replay_command(
         target_topic=target_topic or None,
         from_offset=from_offset,
         to_offset=to_offset,
-        from_time_ms=_ms(from_time),
-        to_time_ms=_ms(to_time),
+        from_time_ms=ms(from_time),
+        to_time_ms=ms(to_time),
         partitions=tuple(partition) if partition else None,
         tenant=tenant,
         rate=rate,
     )
     if (topic is None) == (archive is None):
         raise typer.BadParameter("give a source topic or --archive FILE (one of them)")
-    _run("replay.run", request, progress)
+    run("replay.run", request, progress)
 
 
-@archive_app.command("export")
-def export_command(
-    topic: str = typer.Argument(..., help="registry topic, e.g. memory.wal"),
-    file: Path = typer.Argument(..., help="the .avro file to write"),
-    from_offset: int | None = _FROM_OFFSET,
-    to_offset: int | None = _TO_OFFSET,
-    from_time: str | None = _FROM_TIME,
-    to_time: str | None = _TO_TIME,
-    partition: list[int] | None = _PARTITION,
-    tenant: str | None = _TENANT,
-    codec: str = typer.Option("deflate", help="Avro codec: deflate or null"),
-    progress: bool = _PROGRESS,
-) -> None:
-    """Copy a topic range into an Avro object container file (values typed by the schema)."""
-    from flows.jobs.replay import ReplayRequest
-
-    request = ReplayRequest(
-        target="archive",
-        topic=topic,
-        target_file=file,
-        from_offset=from_offset,
-        to_offset=to_offset,
-        from_time_ms=_ms(from_time),
-        to_time_ms=_ms(to_time),
-        partitions=tuple(partition) if partition else None,
-        tenant=tenant,
-        codec=codec,
-    )
-    _run("archive.export", request, progress)
-
-
-@archive_app.command("import")
-def import_command(
-    file: Path = typer.Argument(..., exists=True, dir_okay=False, help="an archive file"),
-    topic: str | None = typer.Option(None, help="registry topic to write (default: the file's)"),
-    tenant: str | None = _TENANT,
-    rate: float = typer.Option(0, help="events per second at most; 0: no limit"),
-    progress: bool = _PROGRESS,
-) -> None:
-    """Produce an archive's records back to a topic (keys, headers, murmur2 partitions)."""
-    from flows.jobs.replay import ReplayRequest
-
-    request = ReplayRequest(
-        target="topic", archive=file, target_topic=topic, tenant=tenant, rate=rate
-    )
-    _run("archive.import", request, progress)
-
-
-@archive_app.command("show")
-def show_command(file: Path = typer.Argument(..., exists=True, dir_okay=False)) -> None:
-    """What an archive holds: topic, schema, ranges, tenant filter, export time."""
-    from flows.jobs.archive_files import read_header
-
-    header = read_header(file)
-    typer.echo(f"topic     {header.topic} (read from {header.physical_topic})")
-    typer.echo(f"schema    {header.schema_id} sha256 {header.schema_sha256[:16]}")
-    typer.echo(f"tenant    {header.tenant or 'all'}")
-    typer.echo(f"exported  {header.exported_at}")
-    for r in header.ranges:
-        typer.echo(f"partition {r.partition}: offsets {r.from_offset}..{r.to_offset}")
-
-
-@replica_app.command("compare")
-def compare_command(
-    tenant: str = typer.Option(..., help="tenant to compare"),
-    namespace: str | None = typer.Option(None, help="memory namespace (default SOMA_NAMESPACE)"),
-    universe: str = typer.Option("default", help="memory universe"),
-) -> None:
-    """Compare primary and replica in one scope: keys and payload hashes. Exit 1 if they differ."""
-    from processors.memory_keys import MemoryScope
-    from state.memory.snapshot import compare, scope_digest
-
-    settings = get_settings()
-    scope = MemoryScope(tenant, namespace or settings.namespace, universe)
-    primary = scope_digest(settings.postgres_dsn, scope)
-    difference = compare(primary, scope_digest(settings.replica_postgres_dsn(), scope))
-    typer.echo(
-        f"{scope.prefix}: primary {len(primary)} memories; missing {len(difference.missing)}, "
-        f"extra {len(difference.extra)}, changed {len(difference.changed)} in the replica"
-    )
-    for label, keys in (("missing", difference.missing), ("extra", difference.extra)):
-        for key in keys[:20]:
-            typer.echo(f"  {label:8} {key}")
-    if not difference.equal:
-        raise typer.Exit(1)
-
-
-def _run(action: str, request: ReplayRequest, progress: bool) -> None:
+def run(action: str, request: ReplayRequest, progress: bool) -> None:
     from flows.jobs.replay import run_replay
     from flows.jobs.sinks import ReplayFailed
 
@@ -272,6 +183,8 @@ def _audit(
 
 def register(app: typer.Typer) -> None:
     """Add `replay`, `archive` and `replica` to the `soma` command."""
+    from soma.cli_archive import archive_app, replica_app
+
     app.command("replay")(replay_command)
     app.add_typer(archive_app, name="archive")
     app.add_typer(replica_app, name="replica")

@@ -1,30 +1,26 @@
-"""Bounded Bytewax sinks of a replay: a topic (murmur2), a memory backend, or an archive file."""
+"""What replay sinks share (retries, failure, the one-partition sink), and the topic sink.
+
+The memory-backend sink is in `flows/jobs/memory_sink.py`, the archive sink in
+`flows/jobs/archive_sink.py`.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
-import threading
 import time
-from collections.abc import Awaitable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, TypeVar, cast
 
-import fastavro
 import orjson
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 from confluent_kafka import KafkaError, Message, Producer
 
 from flows.jobs.sources import Record
-from processors.archive import datum
-from processors.avro_mapping import AvroMapping
-from processors.memory import MemoryWrite
 from processors.policies import Backoff
 from processors.replay import REPLAY_JOB, REPLAY_OF, ReplayTally
-from processors.replication import replica_write
 from schemas import SchemaValidationError, validator
-from soma.errors import SomaError, TransientError
+from soma.errors import SomaError
 from soma.settings import Settings
 from topics.producer import producer_config
 from topics.registry import TopicSpec
@@ -44,7 +40,7 @@ class ReplayFailed(SomaError):
     """
 
 
-def _where(record: Record) -> str:
+def where(record: Record) -> str:
     return f"{record.topic()}:{record.partition()}:{record.offset()}"
 
 
@@ -122,7 +118,7 @@ class TopicWriter(Writer):
                 try:
                     self._check(orjson.loads(record.value() or b"null"))
                 except (orjson.JSONDecodeError, SchemaValidationError) as exc:
-                    self.tally.refuse(_where(record), f"schema {self.target.schema}: {exc}")
+                    self.tally.refuse(where(record), f"schema {self.target.schema}: {exc}")
                     continue
             if headers and headers[-1][0] == REPLAY_JOB:  # a replay of a replay: marks go last
                 headers = [(n, v) for n, v in headers if n not in _MARKS]
@@ -180,122 +176,6 @@ class TopicWriter(Writer):
         if not self._closed:
             self._closed = True
             self._producer.flush(5)
-
-
-class BackendWriter(Writer):
-    """WAL records into a memory backend (the primary or the replica), idempotent on the key.
-
-    The backend is asyncio-based: it runs on a private event loop in a thread, and each batch
-    waits for its answer.
-    """
-
-    def __init__(self, settings: Settings, backend: Any, tally: ReplayTally) -> None:
-        self.namespace, self.backend, self.tally = settings.namespace, backend, tally
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
-        self._thread.start()
-
-    def _run(self, coroutine: Awaitable[T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result()  # type: ignore[arg-type]
-
-    def write_batch(self, items: list[Record]) -> None:
-        writes: list[tuple[Record, MemoryWrite]] = []
-        for record in items:
-            try:
-                wal: Mapping[str, Any] = orjson.loads(record.value() or b"null")
-                validator("memory_wal")(wal)
-                writes.append((record, replica_write(wal, default_namespace=self.namespace)))
-            except (orjson.JSONDecodeError, SchemaValidationError, ValueError, KeyError) as exc:
-                self.tally.refuse(_where(record), f"not a memory write: {exc}")
-        for start in range(0, len(writes), 500):
-            self._store(writes[start : start + 500])
-
-    def _store(self, writes: list[tuple[Record, MemoryWrite]]) -> None:
-        from state.memory.errors import BackendRejected
-
-        attempt = 0
-        while writes:
-            try:
-                results = self._run(self.backend.remember_batch([w for _, w in writes]))
-            except BackendRejected as exc:
-                index = exc.index if exc.index is not None and len(writes) > 1 else 0
-                record, _ = writes.pop(index)
-                self.tally.refuse(_where(record), f"backend refused: {exc}")
-                continue
-            except TransientError as exc:
-                attempt += 1
-                if attempt >= MAX_ATTEMPTS:
-                    raise ReplayFailed(f"the backend stayed unavailable: {exc}") from exc
-                log.warning("backend unavailable (%s); retry %d", exc, attempt)
-                time.sleep(RETRY.delay(attempt, random.random))
-                continue
-            self.tally.written += len(results)
-            self.tally.present += sum(1 for r in results if r.deduplicated)
-            return
-
-    def close(self) -> None:
-        if self._loop.is_closed():
-            return
-        try:
-            self._run(self.backend.aclose())
-        finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=5)
-            self._loop.close()
-
-
-class ArchiveWriter(Writer):
-    """Records into an Avro object container file, written to `<path>.part` and renamed."""
-
-    def __init__(
-        self,
-        path: Path,
-        schema: dict[str, Any],
-        mapping: AvroMapping,
-        metadata: dict[str, str],
-        tally: ReplayTally,
-        codec: str = "deflate",
-    ) -> None:
-        self.path, self.mapping, self.tally = path, mapping, tally
-        self._partial = path.with_name(path.name + ".part")
-        self._file = self._partial.open("wb")
-        self._writer = fastavro.write.Writer(
-            self._file, fastavro.parse_schema(schema), codec=codec, metadata=metadata
-        )
-        self.closed = False
-
-    def write_batch(self, items: list[Record]) -> None:
-        write, mapping = self._writer.write, self.mapping
-        raw = 0
-        for record in items:
-            value = record.value()
-            data, typed = datum(
-                partition=cast(int, record.partition()),
-                offset=cast(int, record.offset()),
-                timestamp_ms=record.timestamp()[1],
-                key=record.key(),
-                raw=value,
-                headers=record.headers() or [],
-                value=mapping,
-            )
-            write(data)
-            raw += not typed and value is not None
-        self.tally.written += len(items)
-        self.tally.raw += raw
-
-    def close(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        self._writer.flush()
-        self._file.close()
-        self._partial.replace(self.path)
-
-    def abort(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self._file.close()
-            self._partial.unlink(missing_ok=True)
 
 
 def once(partition: Writer) -> DynamicSink[Any]:

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from flows.jobs.archive_files import ArchiveFile, file_schema, metadata
-from flows.jobs.sinks import ArchiveWriter, BackendWriter, TopicWriter, Writer
+from flows.jobs.archive_sink import ArchiveWriter
+from flows.jobs.memory_sink import BackendWriter
+from flows.jobs.sinks import TopicWriter, Writer
 from processors.replay import ReplayTally
 from processors.tenant_counts import OffsetRange
 from schemas import load_schema
