@@ -1,5 +1,4 @@
-"""The pieces an Avro mapping is built of: a node (Avro type + encode + decode) per JSON Schema
-construct, with the type checks that make every encoded datum writable."""
+"""Avro mapping pieces: per JSON Schema construct an Avro type, a type-checked encode, a decode."""
 
 from __future__ import annotations
 

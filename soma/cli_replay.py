@@ -1,5 +1,8 @@
-"""`soma replay`: re-drive a topic range or an archive into a target (and what the archive and
-replica commands of `soma/cli_archive.py` share: range options, running a job, its summary)."""
+"""`soma replay`: re-drive a topic range or an archive into a topic, the backend or the replica.
+
+Also what `soma/cli_archive.py` shares with it: the range options, running a job, its summary
+and its audit event.
+"""
 
 from __future__ import annotations
 
