@@ -82,7 +82,7 @@ def replay_command(
 
 def run(action: str, request: ReplayRequest, progress: bool) -> None:
     from flows.jobs.replay import run_replay
-    from flows.jobs.sinks import ReplayFailed
+    from soma.errors import SomaError
 
     settings = get_settings()
     bar = _bar() if progress else None
@@ -102,7 +102,7 @@ def run(action: str, request: ReplayRequest, progress: bool) -> None:
             report = run_replay(settings, request, on_progress=advance)
         outcome = "ok" if not report.tally.refused else "failed"
         details = _details(report)
-    except (ReplayFailed, ValueError, LookupError) as exc:
+    except (SomaError, ValueError, LookupError) as exc:  # ReplayFailed, a missing topic, ...
         details = {"error": str(exc)[:1000]}
         typer.echo(f"error: {exc}", err=True)
     finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from flows.errors import SourceTopicMissing
 from flows.jobs.archive_files import ArchiveFile, file_schema, metadata
 from flows.jobs.archive_sink import ArchiveWriter
 from flows.jobs.memory_sink import BackendWriter
@@ -12,6 +13,7 @@ from processors.replay import ReplayTally
 from processors.tenant_counts import OffsetRange
 from schemas import load_schema
 from soma.settings import Settings
+from topics.admin import partition_counts
 from topics.registry import TopicRegistry
 
 if TYPE_CHECKING:
@@ -37,6 +39,8 @@ def writer_for(
             raise ValueError(
                 f"topic {target.name} takes {target.schema} events, the source holds {schema_id}"
             )
+        if partition_counts(settings, [target.name])[target.name] is None:
+            raise SourceTopicMissing(target.name)  # else every produce would time out, slowly
         topic_writer = TopicWriter(
             settings, target, request.job_id, tally, trust_schema_header=archive is None
         )

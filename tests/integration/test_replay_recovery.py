@@ -12,6 +12,7 @@ import orjson
 import pytest
 from typer.testing import CliRunner
 
+from flows.errors import SourceTopicMissing
 from flows.jobs.replay import ReplayRequest, run_replay
 from processors.partitioning import partition_for
 from processors.replay import REPLAY_JOB, REPLAY_OF
@@ -89,6 +90,12 @@ def test_an_archive_rebuilds_the_replica_and_imports_into_another_topic_set(
     restored = run_replay(settings, ReplayRequest(target="replica", archive=file))
     assert restored.tally.refused == 0
     assert digests(replica_dsn, tenants) == primary
+
+    # A topic set without the topic: refused at once (not after every produce timed out).
+    with pytest.raises(SourceTopicMissing):
+        run_replay(
+            isolated_settings(stack_dir=tmp_path), ReplayRequest(target="topic", archive=file)
+        )
 
     # Back into a topic (a fresh topic set): same keys, murmur2 partitions, values, headers.
     other = isolated_settings(stack_dir=tmp_path)
