@@ -79,9 +79,11 @@ test: install browser lint typecheck docs stack-up rules ## Lint, typecheck, doc
 	$(BIN)/soma db upgrade
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-bench: stack-up ## Benchmarks: gateway ingest vs raw confluent-kafka, latency; flow scale-out 1 vs 2 workers
+bench: stack-up ## Benchmarks: gateway ingest vs raw confluent-kafka, latency; flow scale-out; replication; replay and archives
 	$(BIN)/python -m tests.bench.gateway_ingest
 	$(BIN)/python -m tests.bench.flow_scale
+	$(BIN)/python -m tests.bench.replication
+	$(BIN)/python -m tests.bench.replay
 
 clean: ## Remove build and cache folders (keeps the stack's data)
 	rm -rf site build .pytest_cache .mypy_cache .ruff_cache

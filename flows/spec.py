@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -112,8 +113,24 @@ class FlowContext(Protocol):
     def table(self, name: str) -> TableView: ...
 
 
+@dataclass(frozen=True)
+class WorkerInfo:
+    """Where the running worker is: its consumer group (which `--app-id` may override) and port."""
+
+    app_id: str
+    port: int
+
+
+# Set by the kit while a worker opens its flow's resources, so a resource that needs the
+# worker's own group (e.g. to read its committed offsets) gets it without a new parameter.
+current_worker: ContextVar[WorkerInfo] = ContextVar("current_worker")
+
+
 Handler = Callable[[Sequence[Event], FlowContext], "BatchResult | Awaitable[BatchResult]"]
 Resources = Callable[[Settings], AbstractAsyncContextManager[Any]]
+# The flow's own health from its open resources: a JSON object whose `status` is ok, degraded
+# or down. The worker serves it on GET /health (503 when down or while resources open).
+HealthReport = Callable[[Any], Awaitable[Mapping[str, Any]]]
 
 
 @dataclass(frozen=True)
@@ -134,6 +151,7 @@ class FlowSpec:
     outputs: tuple[str, ...] = ()  # registry topics the handler may send to
     state_pages: tuple[StatePage, ...] = ()
     resources: Resources | None = None  # opened once per worker, passed as `ctx.resources`
+    health: HealthReport | None = None  # GET /health on each worker, from `resources`
     batch: BatchPolicy = BATCH_DEFAULT
     retry: RetryPolicy = RETRY_UNTIL_IT_PASSES
     dlq_limit: DlqLimit = DLQ_LIMIT_DEFAULT

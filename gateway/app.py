@@ -17,7 +17,7 @@ from gateway.middleware import (
     UnexpectedErrorMiddleware,
 )
 from gateway.openapi import install_openapi
-from gateway.routes import admin, dlq, dlq_page, events, health, memory, session
+from gateway.routes import admin, audit, dlq, dlq_page, events, health, memory, session
 from gateway.routes import state as state_routes
 from soma.metrics import (
     GATEWAY_PRODUCE_FAILURES,
@@ -81,7 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(MetricsMiddleware)
-    for module in (session, memory, events, state_routes, admin, dlq, dlq_page, health):
+    for module in (session, memory, events, state_routes, admin, audit, dlq, dlq_page, health):
         app.include_router(module.router)
     install_openapi(app, settings)
     return app

@@ -26,6 +26,9 @@ class Status(StrEnum):
 
 
 _RANK = {Status.OK: 0, Status.DEGRADED: 1, Status.DOWN: 2}
+# Components whose failure alone degrades the gateway but does not take it out of rotation:
+# writes wait in the outbox for the memory service; the replica catches up from the WAL.
+DEGRADE_ONLY = frozenset({"memory_service", "replication"})
 # A probe that answers but takes more than this share of its timeout is degraded: the next
 # request through that dependency is likely to be slow too.
 _SLOW_SHARE = 0.5
@@ -54,12 +57,12 @@ class HealthReport:
 
 
 def overall_status(components: dict[str, ComponentHealth]) -> Status:
-    """The worst component status; the memory service being down alone only degrades the plane,
-    because accepted writes wait in the outbox until it is back."""
+    """The worst component status; the memory service or the replication being down alone only
+    degrades the plane: accepted writes wait in the outbox, the replica catches up from the WAL."""
     worst = Status.OK
     for name, health in components.items():
         status = health.status
-        if name == MEMORY_SERVICE and status is Status.DOWN:
+        if name in DEGRADE_ONLY and status is Status.DOWN:
             status = Status.DEGRADED
         if _RANK[status] > _RANK[worst]:
             worst = status

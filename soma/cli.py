@@ -11,10 +11,12 @@ import httpx
 import typer
 
 from soma import plane
+from soma.cli_audit import audit_app
 from soma.cli_db import db_app
 from soma.cli_dlq import dlq_app
 from soma.cli_flow import flow_app, job_app
 from soma.cli_gateway import gateway_app, token
+from soma.cli_replay import register as register_replay
 from soma.cli_stack import stack_app
 from soma.cli_topics import topics_app
 from soma.halts import read_halted
@@ -30,7 +32,9 @@ app.add_typer(gateway_app, name="gateway")
 app.add_typer(flow_app, name="flow")
 app.add_typer(job_app, name="job")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(audit_app, name="audit")
 app.command("token")(token)
+register_replay(app)
 
 plane_app = typer.Typer(
     help="What the plane runs, derived from the flow specs.", no_args_is_help=True

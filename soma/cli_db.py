@@ -30,16 +30,41 @@ def upgrade_command(
 ) -> None:
     """Apply pending migrations to the main database and the replica; harmless when current."""
     settings = get_settings()
+    applied_by_role: dict[str, list[str]] = {}
     for role, dsn in _targets(settings, replica):
         try:
             report = upgrade(dsn)
         except psycopg.OperationalError as exc:
             typer.echo(f"error: {role} {_where(dsn)}: {exc} (is the stack up? `soma stack up`)")
             raise typer.Exit(2) from None
+        applied_by_role[role] = list(report.applied)
         applied = ", ".join(report.applied) if report.applied else "nothing"
         typer.echo(
             f"{role:8} {_where(dsn):32} applied {applied}; {len(report.already)} already applied"
         )
+    if any(applied_by_role.values()):
+        _audit_upgrade(settings, applied_by_role)
+
+
+def _audit_upgrade(settings: Settings, applied: dict[str, list[str]]) -> None:
+    """A schema change is audited (`db.upgrade`, tenant `system`); a warning if it cannot be:
+    the upgrade may rightly run before `soma topics apply` created the audit topic."""
+    from processors.audit import SYSTEM_TENANT
+    from soma.cli_audit import cli_actor
+    from topics.audit import emit_audit_sync
+
+    try:
+        emit_audit_sync(
+            settings,
+            cli_actor(),
+            SYSTEM_TENANT,
+            "db.upgrade",
+            "memory schema",
+            "ok",
+            details={"applied": applied},
+        )
+    except Exception as exc:
+        typer.echo(f"warning: the upgrade was not audited: {exc}", err=True)
 
 
 @db_app.command("status")

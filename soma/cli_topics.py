@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import typer
 
-from soma.settings import get_settings
-from topics.admin import apply_topics, high_watermarks
+from processors.audit import SYSTEM_TENANT
+from soma.cli_audit import cli_actor
+from soma.settings import Settings, get_settings
+from topics.admin import ApplyReport, apply_topics, high_watermarks
+from topics.audit import emit_audit_sync
 from topics.errors import BrokerUnavailable
 from topics.registry import TopicRegistry
 
@@ -31,9 +34,32 @@ def apply() -> None:
     typer.echo(f"unchanged {len(report.unchanged)} topic(s)")
     for name, differences in report.drift.items():
         typer.echo(f"DRIFT     {name}: {'; '.join(differences)}", err=True)
+    _audit_apply(settings, report)
     if not report.ok:
         typer.echo("drift is reported, not fixed: decide and change it by hand", err=True)
         raise typer.Exit(1)
+
+
+def _audit_apply(settings: Settings, report: ApplyReport) -> None:
+    """Record the apply as an audit event of the `system` tenant; exit 1 if it cannot be."""
+    try:
+        emit_audit_sync(
+            settings,
+            cli_actor(),
+            SYSTEM_TENANT,
+            "topics.apply",
+            f"topics:{settings.topic_prefix}*",
+            "ok" if report.ok else "failed",
+            details={
+                "created": report.created[:100],
+                "altered": dict(list(report.altered.items())[:100]),
+                "drift": dict(list(report.drift.items())[:100]),
+                "unchanged": len(report.unchanged),
+            },
+        )
+    except Exception as exc:  # the apply is done; saying it went unaudited is what matters
+        typer.echo(f"error: the apply was not audited: {exc}", err=True)
+        raise typer.Exit(1) from None
 
 
 @topics_app.command("list")

@@ -303,8 +303,21 @@ HEALTH = Board(
                 ),
                 Panel(
                     "Replication lag",
-                    _q("max by (partition) (soma_replication_lag_seconds)", "{{partition}}"),
+                    _q("max by (tenant) (soma_replication_lag_seconds)", "{{tenant}}"),
                     unit="s",
+                    description="Age of the tenant's oldest WAL record not yet in the replica. "
+                    "Every replication worker reports every partition: max, never sum.",
+                ),
+                Panel(
+                    "WAL records not yet replicated",
+                    _q("max by (tenant) (soma_replication_lag_offsets)", "{{tenant}}"),
+                ),
+                Panel(
+                    "Records replicated/s",
+                    _q(
+                        "sum by (outcome) (rate(soma_replication_records_total[1m]))", "{{outcome}}"
+                    ),
+                    unit="ops",
                 ),
             ),
         ),

@@ -288,20 +288,6 @@ OUTBOX_OLDEST_AGE_SECONDS = Gauge(
 # (outbox-drain flow); the rate of `delivered` is the drain rate.
 OUTBOX_DRAINED = Counter("soma_outbox_drained", "Outbox writes handled by the drainer", ["outcome"])
 
-# gauge (seconds): now minus the WAL timestamp of the last record applied to the replica, by
-# memory.wal partition (wal-replication flow).
-REPLICATION_LAG_SECONDS = Gauge(
-    "soma_replication_lag_seconds",
-    "Seconds between a WAL record and its application to the replica",
-    ["partition"],
-)
-
-# counter: WAL records applied to the replica, by outcome: applied, duplicate, dead_lettered
-# (wal-replication flow).
-REPLICATION_APPLIED = Counter(
-    "soma_replication_applied", "WAL records handled by the replication flow", ["outcome"]
-)
-
 # --- memory backends (state/memory/) -------------------------------------------------------------
 # Label `backend` is `postgres` or `somabrain`; `operation` is remember, remember_batch, link,
 # links, recall or probe.
@@ -365,4 +351,60 @@ MEMORY_BACKEND_LINKS_LOCAL = Gauge(
     "soma_memory_backend_links_local",
     "Whether memory links are kept locally because the backend has no link API (1 yes, 0 no)",
     ["backend"],
+)
+
+# --- replication (flows/replication.py; every worker of the flow reports every partition of
+# memory.wal, so aggregate with max by (tenant), never sum) ------------------------------------
+
+# gauge: seconds since the oldest WAL record of a tenant that is not yet in the replica was
+# written (0 once the tenant is caught up); upstream health: degraded past 10 s, down past 30 s.
+REPLICATION_LAG_SECONDS = Gauge(
+    "soma_replication_lag_seconds",
+    "Age in seconds of the oldest WAL record of the tenant not yet replicated (0: caught up)",
+    ["tenant"],
+)
+
+# gauge: WAL records of a tenant not yet replicated (a lower bound while the probe's index of
+# pending records is full; see soma_replication_lag_truncated).
+REPLICATION_LAG_OFFSETS = Gauge(
+    "soma_replication_lag_offsets",
+    "WAL records of the tenant not yet replicated",
+    ["tenant"],
+)
+
+# gauge: the same per memory.wal partition: high watermark minus the replicated position, and
+# the age of the partition's oldest record not yet replicated.
+REPLICATION_PARTITION_LAG_OFFSETS = Gauge(
+    "soma_replication_partition_lag_offsets",
+    "Offsets of a memory.wal partition not yet replicated",
+    ["partition"],
+)
+REPLICATION_PARTITION_LAG_SECONDS = Gauge(
+    "soma_replication_partition_lag_seconds",
+    "Age in seconds of the oldest record of a memory.wal partition not yet replicated",
+    ["partition"],
+)
+
+# gauge: 1 while more records are pending than the lag probe indexes (offsets are then a lower
+# bound; seconds stay exact because the oldest records are the ones indexed).
+REPLICATION_LAG_TRUNCATED = Gauge(
+    "soma_replication_lag_truncated",
+    "1 when per-tenant replication lag offsets are a lower bound",
+)
+
+# gauge: unix time (seconds) of the WAL record time of the last record replicated per tenant;
+# time() minus it is the lag as "age of the last replicated record".
+REPLICATION_LAST_REPLICATED = Gauge(
+    "soma_replication_last_replicated_timestamp_seconds",
+    "WAL record time (unix seconds) of the tenant's last replicated record",
+    ["tenant"],
+)
+
+# counter: WAL records written to the replica, by outcome: stored (new there), present (the
+# replica had the key already: a replay or redelivery). Refused ones are dead letters
+# (soma_flow_dead_letters{flow="replication"}).
+REPLICATION_RECORDS = Counter(
+    "soma_replication_records",
+    "WAL records the replication flow handled, by outcome",
+    ["outcome"],
 )

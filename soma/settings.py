@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     # The replica a later flow copies acknowledged writes into; unset means the database
     # `soma_replica` beside postgres_dsn (the stack creates it, `soma db upgrade` migrates it).
     replica_dsn: str | None = None
+    # A second SomaBrain the replication flow writes to instead of the replica database
+    # (flows/replication.py); its links still go to the replica database.
+    replica_base_url: str | None = None
+    replica_api_token: SecretStr | None = None
 
     # Memory backends (state/memory/): SomaBrain when base_url is set, Postgres otherwise.
     api_token: SecretStr | None = None  # bearer token for SomaBrain (upstream: SOMA_API_TOKEN)

@@ -77,6 +77,11 @@ class GroupLocator:
             )
         return url
 
+    async def members(self, group: str) -> tuple[str, list[str]]:
+        """The group's state (`Stable`, `Empty`, `Dead`: never known, ...) and its workers' URLs."""
+        result: tuple[str, list[str]] = await self._call(_members_of, group)
+        return result
+
     def forget(self, group: str) -> None:
         """Drop the cached assignment (a worker said it is not the owner)."""
         self._groups.pop(group, None)
@@ -162,6 +167,15 @@ class GroupLocator:
                 for partition in partitions:
                     owners[(topic, partition)] = url
         return Assignment(owners=owners, seen_at=self._clock())
+
+
+async def _members_of(admin: AIOKafkaAdminClient, group: str) -> tuple[str, list[str]]:
+    responses = await admin.describe_consumer_groups([group])
+    groups = [g for r in responses for g in r.to_object()["groups"] if g["group"] == group]
+    if not groups or groups[0]["error_code"] != 0:
+        raise StateUnavailable(f"group {group!r} cannot be described", reason="broker")
+    urls = {worker_url(m["client_id"]) for m in groups[0]["members"]}
+    return str(groups[0]["state"]), sorted(u for u in urls if u)
 
 
 async def _close_quietly(admin: AIOKafkaAdminClient) -> None:

@@ -19,7 +19,7 @@ from soma.secrets import INTERNAL_HEADER, internal_token
 
 
 def register_pages(app: faust.App, runtime: FlowRuntime, source: str) -> None:
-    """/ready, /metrics and one /state/<page>/{key} per state page of the flow."""
+    """/ready, /metrics, /health (flows that report one) and one /state/<page>/{key} per page."""
     spec = runtime.spec
 
     @app.page("/ready")
@@ -32,6 +32,9 @@ def register_pages(app: faust.App, runtime: FlowRuntime, source: str) -> None:
     @app.page("/metrics")
     async def prometheus(web: View, request: Request) -> Response:
         return web.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST.split(";")[0])
+
+    if spec.health is not None:
+        _register_health_page(app, runtime)
 
     token = internal_token(runtime.settings.stack_dir)
     for page in spec.state_pages:
@@ -115,3 +118,16 @@ def _register_scan_page(
             if runtime.partition_of(page.table, key.decode()) in owned
         )
         return web.json({"rows": select(rows, query), "partitions": sorted(owned)})
+
+
+def _register_health_page(app: faust.App, runtime: FlowRuntime) -> None:
+    report = runtime.spec.health
+    assert report is not None
+
+    @app.page("/health")
+    async def health(web: View, request: Request) -> Response:
+        if runtime.resources is None:
+            body = {"flow": runtime.spec.name, "status": "down", "detail": "starting"}
+            return web.json(body, status=503, headers={"Retry-After": "1"})
+        answer = {"flow": runtime.spec.name, **(await report(runtime.resources))}
+        return web.json(answer, status=503 if answer.get("status") == "down" else 200)

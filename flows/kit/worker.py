@@ -23,7 +23,7 @@ from flows.kit.faust_internals import (
 )
 from flows.kit.pages import register_pages
 from flows.kit.telemetry import count_rebalances
-from flows.spec import FlowSpec
+from flows.spec import FlowSpec, WorkerInfo, current_worker
 from processors.worker_identity import worker_client_id
 from soma.halts import clear_halted
 from soma.settings import Settings, get_settings
@@ -171,6 +171,7 @@ def build_worker(spec: FlowSpec, settings: Settings, place: WorkerPlace) -> faus
             stack.callback(producer.close)
             runtime.producer = producer
             if spec.resources is not None:
+                current_worker.set(WorkerInfo(place.app_id, place.port))
                 runtime.resources = await stack.enter_async_context(spec.resources(settings))
             batches = cast(faust.Stream, stream).take_events(
                 spec.batch.max_events, within=spec.batch.within_s

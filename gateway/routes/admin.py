@@ -11,6 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from gateway.auth import Principal, require_admin
 from gateway.openapi import responses
 from topics.admin import high_watermarks
+from topics.audit import emit_audit
 from topics.errors import BrokerUnavailable
 from topics.registry import TopicRegistry
 
@@ -22,8 +23,13 @@ router = APIRouter(prefix="/v1/admin", tags=["admin"])
     summary="Registry topics and their high watermarks",
     responses=responses(401, 403, 503),
 )
-async def list_topics(request: Request, _: Principal = Depends(require_admin)) -> dict[str, Any]:
-    """Every registry topic; `high_watermarks` is null for a topic missing on the broker."""
+async def list_topics(
+    request: Request, principal: Principal = Depends(require_admin)
+) -> dict[str, Any]:
+    """Every registry topic; `high_watermarks` is null for a topic missing on the broker.
+
+    Audited (`topics.list`): the answer is sent only once the audit event is acknowledged.
+    """
     registry: TopicRegistry = request.app.state.registry
     settings = request.app.state.settings
     specs = list(registry)
@@ -50,4 +56,15 @@ async def list_topics(request: Request, _: Principal = Depends(require_admin)) -
                 else None,
             }
         )
+    await emit_audit(
+        request.app.state.producer,
+        principal.subject,
+        principal.tenant,
+        "topics.list",
+        "topics",
+        "ok",
+        request.state.request_id,
+        request.state.traceparent,
+        details={"topics": len(topics)},
+    )
     return {"topics": topics}

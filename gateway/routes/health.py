@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from pydantic import BaseModel
 
-from gateway.health import Status, check_health
+from gateway.health import HealthReport, Status, check_health, overall_status
+from gateway.replication_health import REPLICATION, replication_component
 
 router = APIRouter(tags=["operations"])
 
@@ -46,7 +49,13 @@ _METRICS_RESPONSES: dict[int | str, dict[str, object]] = {
 async def healthz(request: Request) -> JSONResponse:
     """200 when ok or degraded (still serving), 503 when down (take it out of rotation)."""
     state = request.app.state
-    report = await check_health(state.settings, state.kafka_admin, state.redis)
+    report, replication = await asyncio.gather(
+        check_health(state.settings, state.kafka_admin, state.redis),
+        replication_component(state.state_reader, state.settings.health_timeout_s),
+    )
+    if replication is not None:  # only once a replication flow ran against this plane
+        components = {**report.components, REPLICATION: replication}
+        report = HealthReport(overall_status(components), components)
     code = 503 if report.status is Status.DOWN else 200
     return JSONResponse(report.as_dict(), status_code=code)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from soma.errors import TransientError
 from state.errors import StateError
 
 
@@ -11,10 +12,11 @@ class MemoryBackendError(StateError):
     backend: str = "unknown"
 
 
-class BackendUnavailable(MemoryBackendError):
+class BackendUnavailable(MemoryBackendError, TransientError):
     """The backend cannot take the call now: down, timeout, 5xx, 429, breaker open, bad token.
 
-    Transient for the write itself: retry after `retry_after_s` or park it in the outbox.
+    Transient for the write itself: retry after `retry_after_s` or park it in the outbox. A
+    TransientError, so a flow on the kit retries it in place with backoff.
     `reason` is a short token for metrics and logs (`timeout`, `connect`, `server_error`,
     `rate_limited`, `breaker_open`, `unauthorized`, ...). If it persists, look at the
     backend's health (`soma db upgrade` for a missing table, SOMA_API_TOKEN for `unauthorized`).

@@ -9,7 +9,9 @@ from itertools import groupby
 from typing import Any, TypeVar
 
 import orjson
+import psycopg
 from psycopg.types.json import Jsonb
+from psycopg_pool import PoolTimeout
 
 from processors.backend_policy import RETRY_LOCAL, BackendHealth, RetryPolicy
 from processors.memory import (
@@ -28,7 +30,7 @@ from state.memory import sql
 from state.memory.errors import BackendUnavailable
 from state.memory.health import HealthMonitor
 from state.memory.links import PostgresLinkStore
-from state.memory.pg import BACKEND, make_pool, open_pool, scoped
+from state.memory.pg import BACKEND, make_pool, map_error, open_pool, scoped
 from state.memory.retry import call_with_retries
 
 T = TypeVar("T")
@@ -179,9 +181,14 @@ class PostgresMemoryBackend:
 
     async def _probe(self) -> str:
         await self._ready()
-        async with self._pool.connection() as conn:
-            cursor = await conn.execute("SELECT to_regclass('memory_items') IS NOT NULL")
-            row = await cursor.fetchone()
+        try:
+            async with self._pool.connection() as conn:
+                cursor = await conn.execute("SELECT to_regclass('memory_items') IS NOT NULL")
+                row = await cursor.fetchone()
+        except (psycopg.Error, PoolTimeout, OSError) as exc:
+            # A pooled connection the server ended (restart, terminated backend) is the
+            # backend being down, not a bug: the probe reports it instead of raising.
+            raise map_error(exc) from exc
         if not row or not row[0]:
             raise BackendUnavailable(
                 "postgres: memory tables missing: run `soma db upgrade`",

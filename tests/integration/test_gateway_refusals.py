@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import httpx
+import orjson
 import pytest
 
 from soma.settings import Settings
 from tests.conftest import AuthHeaders, TokenFactory
-from tests.integration.conftest import GatewayClient, TopicSetFactory
+from tests.integration.conftest import GatewayClient, TopicSetFactory, read_topic
 from topics.admin import high_watermarks
 from topics.registry import TopicRegistry
 
@@ -21,7 +22,8 @@ async def gateway(
     topic_set_factory: TopicSetFactory, gateway_client: GatewayClient
 ) -> AsyncIterator[tuple[httpx.AsyncClient, Settings, TopicRegistry]]:
     settings, registry = topic_set_factory(
-        ["conversation.inbound", "memory.requests", "tool.requests"], max_body_bytes=256 * 1024
+        ["conversation.inbound", "memory.requests", "tool.requests", "agent.audit.v1"],
+        max_body_bytes=256 * 1024,
     )
     async with gateway_client(settings) as client:
         yield client, settings, registry
@@ -112,6 +114,12 @@ async def test_admin_route_needs_the_admin_role(
     assert inbound["high_watermarks"] == {str(p): 0 for p in range(6)}
     # Registered but not created in this test's topic set: listed, without watermarks.
     assert topics[registry.get("memory.wal").name]["high_watermarks"] is None
+    # The admin read is audited (only the allowed one: refusals reach no handler).
+    audited = read_topic(settings, registry.get("agent.audit.v1").name, count=2, timeout_s=5)
+    assert len(audited) == 1
+    event = orjson.loads(audited[0].value())
+    assert (event["action"], event["actor"], event["tenant"]) == ("topics.list", "test", "acme")
+    assert event["request_id"] == allowed.headers["x-request-id"]
 
 
 async def test_unknown_and_internal_topics_are_refused(

@@ -1,0 +1,1 @@
+"""Runtime parts of always-on flows that need I/O (imported by their resources, lazily)."""

@@ -1,0 +1,1 @@
+"""The audit store: per-tenant hash chains of audit events in Postgres."""

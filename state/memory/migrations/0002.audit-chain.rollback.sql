@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS audit_heads;
+DROP TABLE IF EXISTS audit_log;
