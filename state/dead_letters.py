@@ -26,6 +26,7 @@ from schemas import SchemaValidationError, validator
 from soma.settings import Settings
 from state.errors import StateError
 from state.reads import StateReader
+from topics.audit import emit_audit
 from topics.producer import EventProducer
 from topics.records import OutgoingRecord, RecordContext, build_record
 from topics.registry import TopicRegistry
@@ -209,20 +210,19 @@ class DeadLetters:
             "request_id": scope.request_id,
             "note": note,
         }
-        audit = {
-            "event_id": str(uuid.uuid4()),
-            "tenant": tenant,
-            "actor": scope.actor,
-            "action": AUDIT_ACTIONS[action],
-            "decision": "n/a",
-            "target": entry["entry_id"][:1024],
-            "occurred_at": now,
-        }
         ctx = RecordContext(tenant=tenant, request_id=scope.request_id)
-        spec_actions = self.registry.get("dlq.actions")
-        spec_audit = self.registry.get("agent.audit.v1")
         await self.producer.send_records(
-            [build_record(spec_actions, event, ctx), build_record(spec_audit, audit, ctx)]
+            [build_record(self.registry.get("dlq.actions"), event, ctx)]
+        )
+        await emit_audit(
+            self.producer,
+            actor=scope.actor,
+            tenant=tenant,
+            action=AUDIT_ACTIONS[action],
+            resource=entry["entry_id"][:1024],
+            outcome="ok",
+            request_id=scope.request_id,
+            reason=note,
         )
 
 

@@ -25,7 +25,7 @@ from faust.types import TP, EventT
 from flows.errors import NotCoPartitioned
 from flows.kit.commit import TableWrites, commit_batch
 from flows.kit.dead_letters import DeadLetter, dead_letter_record
-from flows.kit.faust_internals import DurableTable, disown
+from flows.kit.faust_internals import DurableTable, acting_for, disown
 from flows.kit.telemetry import observe_latency
 from flows.spec import BatchResult, FlowSpec, Output, Rejected
 from processors.dead_letters import DeadLetterReason, SourceRecord
@@ -46,23 +46,43 @@ log = logging.getLogger(__name__)
 Sleep = Callable[[float], Awaitable[Any]]
 
 
+async def _no_commit(offsets: dict[TP, int]) -> bool:
+    return True
+
+
+async def _no_seek(tp: TP, offset: int) -> None:
+    return None
+
+
+async def _no_earliest(tp: TP) -> int:
+    return 0
+
+
+def _disown_all(events: Sequence[EventT]) -> None:
+    for event in events:
+        disown(event)
+
+
 class BatchAbandoned(Exception):  # a control-flow signal, not a failure (not a SomaError)
     """The batch is given up before anything of it became durable (Faust's `Skip` kind)."""
+
+
+StoredValue = Callable[[str], "bytes | None"]  # a table key's stored bytes, read as its partition
 
 
 class TableOverlay:
     """A table as one batch sees it: stored values under the writes of the batch so far."""
 
     def __init__(
-        self, table: DurableTable, spec_decode: Callable[[Mapping[str, Any]], Any], default: Any
+        self, stored: StoredValue, spec_decode: Callable[[Mapping[str, Any]], Any], default: Any
     ) -> None:
-        self._table, self._decode, self._default = table, spec_decode, default
+        self._stored, self._decode, self._default = stored, spec_decode, default
         self.writes: dict[str, Any] = {}
 
     def get(self, key: str) -> Any:
         if key in self.writes:
             return self.writes[key]
-        raw = self._table.get(key.encode())
+        raw = self._stored(key)
         return self._default if raw is None else self._decode(orjson.loads(raw))
 
 
@@ -106,6 +126,12 @@ class FlowRuntime:
     rebalancing: Callable[[], bool]
     stale: Callable[[EventT], bool]  # fetched before the last rebalance (faust_internals)
     halt: Callable[[str], None]
+    generation: Callable[[], int] = lambda: -1  # the consumer group generation
+    # Where each stream partition resumed in a generation (faust_internals.start_positions).
+    start_positions: Callable[[], tuple[int, dict[TP, int]]] = lambda: (-1, {})
+    commit_offsets: Callable[[dict[TP, int]], Awaitable[bool]] = _no_commit
+    seek: Callable[[TP, int], Awaitable[None]] = _no_seek
+    earliest_offset: Callable[[TP], Awaitable[int]] = _no_earliest
     registry: TopicRegistry = field(init=False)
     sources: dict[str, TopicSpec] = field(init=False)
     producer: EventProducer | None = None
@@ -118,6 +144,10 @@ class FlowRuntime:
         self.sources = {self.registry.get(s).name: self.registry.get(s) for s in self.spec.sources}
         self.limit = DlqLimitState(self.spec.dlq_limit)
         self._checks = {name: validator(spec.schema) for name, spec in self.sources.items()}
+        self._compacted = {n for n, t in self.sources.items() if "compact" in t.cleanup_policy}
+        self._positions: dict[TP, int] = {}  # next offset to process, per stream partition
+        self._positions_generation = -2
+        self._seeking: dict[TP, int] = {}  # partitions sought back to a missing offset
         # Label lookups cost more than the increment: bind each source's counter once.
         self._events_in = {
             name: metrics.FLOW_EVENTS_IN.labels(self.spec.name, name) for name in self.sources
@@ -129,15 +159,9 @@ class FlowRuntime:
         """Run one batch through the commit order (flows/kit/commit.py)."""
         started = time.perf_counter()
         flow = self.spec.name
-        owned = self.owned()
-        live: list[EventT] = []
-        for event in events:
-            if event.message.tp in owned and not self.stale(event):
-                live.append(event)
-            else:
-                # Revoked while buffered (its new owner replays it), or buffered across a
-                # rebalance (redelivered in order from the committed offset).
-                disown(event)
+        generation = self.generation()
+        before = dict(self._positions)
+        live = await self._in_order(events)
         admitted: list[Event] = []
         outcome = _Outcome()
         for event in live:
@@ -147,22 +171,132 @@ class FlowRuntime:
                 admitted.append(self._admit(record))
             except PoisonRecord as poison:
                 outcome.dead.append(DeadLetter(record, poison.reason, poison))
+        by_partition = {event.message.partition: event for event in live}
         overlays = {
-            t.name: TableOverlay(self.tables[t.name], t.decode, t.default) for t in self.spec.tables
+            t.name: TableOverlay(self._reader(t.name, by_partition), t.decode, t.default)
+            for t in self.spec.tables
         }
         try:
             await self._run(admitted, overlays, outcome, attempts=0)
         except BatchAbandoned as why:
-            # Nothing of the batch is made durable and none of it is acked: every event is
-            # redelivered from the last committed offset once the rebalance is over.
+            # Nothing of the batch is made durable or committed: every event is delivered
+            # again from the committed offset once the rebalance is over.
             log.warning("%s: batch of %d abandoned: %s", flow, len(live), why)
-            for event in live:
-                disown(event)
+            self._positions = before
+            _disown_all(events)
             return
         self._judge_limit(live, outcome)
         await self._commit(live, overlays, outcome)
+        await self._commit_offsets(live, generation)
+        _disown_all(events)  # Faust commits nothing; the kit committed what it processed
         metrics.FLOW_BATCH_SIZE.labels(flow).observe(len(events))
         metrics.FLOW_BATCH_SECONDS.labels(flow).observe(time.perf_counter() - started)
+
+    async def _in_order(self, events: Sequence[EventT]) -> list[EventT]:
+        """The events to process: of partitions this worker owns, in offset order from where
+        each partition resumed, none twice and none past a record that did not arrive.
+
+        A record missing between the last one processed and the next one delivered is either
+        gone from the log (compacted, or expired by retention: the next one is processed) or
+        was not delivered (the partition is sought back to it, and what arrives until it does
+        is left for redelivery). Faust's own bookkeeping counts such a jump as processed.
+        """
+        generation, starts = self.start_positions()
+        if generation != self._positions_generation:
+            self._positions, self._positions_generation = dict(starts), generation
+            self._seeking.clear()
+        owned = self.owned()
+        live: list[EventT] = []
+        left: dict[str, list[str]] = {}
+        for event in events:
+            message = event.message
+            tp, offset = message.tp, message.offset
+            why = None
+            if tp not in owned:
+                why = "not owned"  # revoked while buffered: its new owner reads it
+            elif self.stale(event):
+                why = "stale"  # buffered across a rebalance: read again from the commit
+            else:
+                position = self._positions.get(tp)
+                if position is not None and offset < position:
+                    why = "done"  # delivered again (after a seek): processed already
+                elif (
+                    position is not None
+                    and offset > position
+                    and not await self._missing_is_gone(tp, position, offset)
+                ):
+                    why = "gap"
+            if why is None:
+                live.append(event)
+                self._positions[tp] = offset + 1
+                self._seeking.pop(tp, None)
+            else:
+                left.setdefault(why, []).append(f"{message.partition}@{offset}")
+        if left:
+            log.info("%s: left for redelivery: %s", self.spec.name, left)
+        return live
+
+    async def _missing_is_gone(self, tp: TP, position: int, offset: int) -> bool:
+        if tp.topic in self._compacted:
+            return True  # compaction removes offsets: the gap is the log's, not ours
+        earliest = await self.earliest_offset(tp)
+        if offset <= earliest:
+            log.warning(
+                "%s: %s[%d]@%d..%d expired before it was read",
+                self.spec.name,
+                tp.topic,
+                tp.partition,
+                position,
+                earliest - 1,
+            )
+            return True
+        if self._seeking.get(tp) != position:
+            log.warning(
+                "%s: %s[%d] delivered @%d before @%d; reading it again from @%d",
+                self.spec.name,
+                tp.topic,
+                tp.partition,
+                offset,
+                position,
+                position,
+            )
+            self._seeking[tp] = position
+            await self.seek(tp, position)
+        return False
+
+    async def _commit_offsets(self, live: Sequence[EventT], generation: int) -> None:
+        """Commit order step 4: the next offset to process of every partition the batch
+        advanced, while this worker still owns it in the same generation."""
+        if generation != self.generation():
+            return  # a rebalance happened meanwhile: the new assignment starts from commits
+        owned = self.owned()
+        touched = {event.message.tp for event in live}
+        offsets = {tp: self._positions[tp] for tp in touched if tp in owned}
+        if offsets:
+            await self.commit_offsets(offsets)
+
+    def _reader(self, table: str, by_partition: Mapping[int, EventT]) -> StoredValue:
+        """Reads of `table` for one batch, each made as an event of the key's partition.
+
+        Faust's RocksDB store reads the partition database of the *current event* when there
+        is one (tables have `use_partitioner=False`), and the batch body runs in a task whose
+        current event may be any earlier one: a read without the right event can miss a key
+        that exists and answer "never written" (seen here: counts restarting from zero).
+        """
+        store = self.tables[table]
+
+        def stored(key: str) -> bytes | None:
+            event = by_partition.get(self.partition_of(table, key))
+            if event is None:
+                raise NotCoPartitioned(
+                    f"{self.spec.name} read {table}[{key!r}], which is not co-partitioned with "
+                    "the events of the batch"
+                )
+            with acting_for(event):
+                raw: bytes | None = store.get(key.encode())
+            return raw
+
+        return stored
 
     def partition_of(self, table: str, key: str) -> int:
         """The source partition (and so changelog partition) a table key lives on."""

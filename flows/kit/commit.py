@@ -12,17 +12,20 @@ Commit order of a batch (one `stream.take_events(...)` body), in this order and 
    goes to the local RocksDB store and a changelog record to the broker, and the step waits
    until the broker acknowledged every changelog record (`DurableTable.changelog_durable`).
    After step 2 on purpose: a table never claims progress whose outputs are missing.
-4. Events acked. The batch body returns; `take_events` acks the batch's events (except those
-   of partitions the worker lost meanwhile: `disown`), which makes their offsets committable.
-5. Offsets committed. Faust's consumer commits acked offsets every `broker_commit_interval`
-   and before giving partitions away in a rebalance, after flushing its producer again.
+4. Offsets committed. The kit commits, for every partition the batch advanced, the next offset
+   it has not processed (`FlowRuntime._commit_offsets`), while it still owns the partition in
+   the same consumer generation. It processes a partition's records only in offset order from
+   where the partition resumed, so that offset never covers a record nobody processed.
+5. Events disowned. Every event of the batch is marked acked for Faust without Faust counting
+   it, so Faust itself never commits an offset (its acks treat a jump in offsets as records
+   to skip; see flows/kit/faust_internals.py).
 6. State flushed. The local RocksDB store is a cache of the changelog: written in step 3
    (memtable + WAL, which survives a kill -9 of the process but not of the machine); a
    restart reads only the changelog tail past the offset the store records.
 
 Why this is exactly-once in effect, given at-least-once delivery:
 
-- A batch is made durable (steps 1-3) before any of its offsets can be committed (4-5). A
+- A batch is made durable (steps 1-3) before any of its offsets is committed (4). A
   crash anywhere replays from the last committed offset: effects are idempotent, outputs
   are keyed (consumers dedupe), and flows whose table values carry the last source offset
   folded (session counts) skip what they already counted.
@@ -32,10 +35,11 @@ Why this is exactly-once in effect, given at-least-once delivery:
   move (`processors/session_counts.fold_batch`).
 - Step 3 waits explicitly: Faust's own buffer flush gives up after 0.1 s without progress and
   does not count the record being handed to aiokafka, so it can return early.
-- Rebalance: Faust waits for in-flight events to be acked before it gives partitions away;
-  events of partitions lost meanwhile are disowned and their writes and outputs dropped;
-  after every rebalance partitions are sought to their committed offsets before resuming
-  (`flows/kit/faust_internals.py`), so a disowned event is delivered again.
+- Rebalance: Faust waits for in-flight events to be acked before it gives partitions away, so
+  a batch in progress finishes (and commits) first; events of partitions lost meanwhile, and
+  events buffered across a rebalance, are left unprocessed; after every rebalance partitions
+  are sought to their committed offsets before resuming (`flows/kit/faust_internals.py`), so
+  whatever was left is delivered again, in order.
 - A batch whose commit steps fail stops the process (`run_batches`). Letting the exception
   escape is not enough: `take_events` acks its batch in a `finally` that also runs when the
   body raised, and Faust's supervisor restarts the agent, so the failed batch's offsets would

@@ -15,9 +15,15 @@ What is here and why:
   (`partition_for_key`, tables have `use_partitioner=False`) and the RocksDB partition database
   are taken from the current event.
 - `disown`: marks an event's message acked without telling the consumer, so the `finally` of
-  `take_events` (which acks every event of a batch) does not ack an event of a partition this
-  worker lost: an offset acked after revocation stays in the consumer's acked list and could be
-  committed over unprocessed records if the partition came back.
+  `take_events` (which acks every event of a batch) does not ack it. The kit disowns every
+  event: Faust never commits an offset, the kit commits what it processed (`commit_offsets`).
+  Faust's own commits follow its acked lists and treat a jump in a partition's offsets as a
+  gap of records to consider acked; in rebalance tests here that committed over ~900 records
+  no worker had processed (after a hand-over the fetch position had moved past them).
+- `start_positions`, `commit_offsets`, `earliest_offset`, `seek`: the kit's own offset
+  tracking. Recovery records where each stream partition resumes in a generation; the kit
+  processes a partition's records only in offset order from there, seeks back when records
+  are missing that the log still holds, and commits the next offset it has not processed.
 - `SeekFirstRecovery` / `SomaTableManager`: recovery that seeks stream partitions to their
   committed offsets before resuming them, and rewinds never-committed partitions to their
   earliest offset. Stock 0.15.3 resumes first and seeks after, so records fetched in between
@@ -28,17 +34,23 @@ What is here and why:
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, cast
 
 import faust
+from aiokafka import TopicPartition as AIOKafkaTP
+from aiokafka.structs import OffsetAndMetadata
 from faust import streams as faust_streams
 from faust.tables.manager import TableManager
 from faust.tables.recovery import Recovery
 from faust.types import TP, EventT
 from faust.types.tuples import FutureMessage
+
+log = logging.getLogger(__name__)
 
 FAUST_VERSION = "0.15.3"
 
@@ -53,6 +65,9 @@ UPSTREAM: tuple[str, ...] = (
     "faust.streams:Stream.take_events",  # acks every event of a batch in `finally` (disown)
     "faust.types.tuples:Message.ack",  # a message already marked acked is skipped (disown)
     "faust.transport.consumer:Consumer.ack",  # adds to _acked only when not yet acked
+    "faust.transport.consumer:Consumer.perform_seek",  # fills _committed_offset (start positions)
+    "faust.transport.drivers.aiokafka:AIOKafkaConsumerThread.call_thread",  # commit_offsets
+    "faust.transport.drivers.aiokafka:AIOKafkaConsumerThread._commit",  # commit_offsets mirrors it
 )
 
 
@@ -107,6 +122,59 @@ def fetched_before_rebalance(app: faust.App, event: EventT) -> bool:
     return bool(event.message.generation_id != app.consumer_generation_id)
 
 
+# app -> (consumer generation, stream partition -> first offset of that generation)
+START_POSITIONS: weakref.WeakKeyDictionary[faust.App, tuple[int, dict[TP, int]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def start_positions(app: faust.App) -> tuple[int, dict[TP, int]]:
+    """The generation of the last completed recovery and where its stream partitions resumed."""
+    return START_POSITIONS.get(app, (-1, {}))
+
+
+async def commit_offsets(app: faust.App, offsets: dict[TP, int]) -> bool:
+    """Commit `offsets` (the next offset to read) for partitions still assigned; False on any
+    failure, which only means the records are delivered again after a restart.
+
+    Faust's own commit crashes its consumer service on an unexpected error; this one logs.
+    """
+    thread = cast(Any, app.consumer)._thread
+    consumer = thread._ensure_consumer()
+    assigned = thread.assignment()
+    committable = {
+        AIOKafkaTP(tp.topic, tp.partition): OffsetAndMetadata(offset, "")
+        for tp, offset in offsets.items()
+        if tp in assigned
+    }
+    if not committable:
+        return True
+
+    async def commit() -> None:
+        await consumer.commit(committable)
+
+    try:
+        await thread.call_thread(commit)
+    except Exception as exc:  # a rebalance, an outage: the next batch's commit covers it
+        log.warning("offset commit failed (%r); the records are redelivered if not retried", exc)
+        return False
+    # Faust's livelock detector reads this to tell a stuck partition from a committing one.
+    now = time.monotonic()
+    thread.tp_last_committed_at.update({tp: now for tp in offsets if tp in assigned})
+    return True
+
+
+async def earliest_offset(app: faust.App, tp: TP) -> int:
+    """The first offset still in the log of `tp` (older ones expired or were compacted)."""
+    found = await app.consumer.earliest_offsets(tp)
+    return int(found.get(tp, 0))
+
+
+async def seek(app: faust.App, tp: TP, offset: int) -> None:
+    """Fetch `tp` again from `offset`."""
+    await app.consumer.seek(tp, offset)
+
+
 def assigned_actives(app: faust.App) -> set[TP]:
     """The source partitions this worker actively owns right now."""
     return set(app.assignor.assigned_actives())
@@ -149,7 +217,8 @@ class SeekFirstRecovery(Recovery):
         if assignment:
             self.log.info("Seek stream partitions to committed offsets (before resuming).")
             await self._wait(consumer.perform_seek(), timeout=self.app.conf.broker_request_timeout)
-            await self._rewind_uncommitted(assignment)
+            rewound = await self._rewind_uncommitted(assignment)
+            self._record_start_positions(assignment, rewound)
         consumer.resume_partitions({tp for tp in assignment if not self._is_changelog_tp(tp)})
         self.completed.set()
         self.app.flow_control.resume()
@@ -161,9 +230,25 @@ class SeekFirstRecovery(Recovery):
         self.app.on_rebalance_end()
         self.log.info("Worker ready")
 
-    async def _rewind_uncommitted(self, assignment: set[TP]) -> None:
+    def _record_start_positions(self, assignment: set[TP], rewound: dict[TP, int]) -> None:
+        """Where each stream partition resumes in this generation (the kit's contiguity guard
+        starts from there, and commits only what follows it without a gap)."""
+        committed = cast(Any, self.app.consumer)._committed_offset
+        positions: dict[TP, int] = {}
+        for tp in assignment:
+            if self._is_changelog_tp(tp):
+                continue
+            offset = rewound.get(tp, committed.get(tp))
+            if offset is not None:
+                positions[tp] = int(offset)
+        START_POSITIONS[cast(faust.App, self.app)] = (
+            int(self.app.consumer_generation_id),
+            positions,
+        )
+
+    async def _rewind_uncommitted(self, assignment: set[TP]) -> dict[TP, int]:
         if self.app.conf.consumer_auto_offset_reset != "earliest":
-            return
+            return {}
         consumer = self.app.consumer
         never = [
             tp
@@ -181,6 +266,8 @@ class SeekFirstRecovery(Recovery):
             )
             for tp, offset in earliest.items():
                 await consumer.seek(tp, offset)
+            return {tp: int(offset) for tp, offset in earliest.items()}
+        return {}
 
 
 class SomaTableManager(TableManager):

@@ -19,7 +19,11 @@ from flows.kit.faust_internals import (
     DurableTable,
     SomaTableManager,
     assigned_actives,
+    commit_offsets,
+    earliest_offset,
     fetched_before_rebalance,
+    seek,
+    start_positions,
 )
 from flows.kit.pages import register_pages
 from flows.kit.telemetry import count_rebalances
@@ -159,6 +163,11 @@ def build_worker(spec: FlowSpec, settings: Settings, place: WorkerPlace) -> faus
         owned=lambda: cast(set[TP], assigned_actives(app)),
         rebalancing=lambda: bool(app.rebalancing),
         stale=lambda event: fetched_before_rebalance(app, event),
+        generation=lambda: int(app.consumer_generation_id),
+        start_positions=lambda: start_positions(app),
+        commit_offsets=lambda offsets: commit_offsets(app, offsets),
+        seek=lambda tp, offset: seek(app, tp, offset),
+        earliest_offset=lambda tp: earliest_offset(app, tp),
         halt=halt_worker,
     )
 

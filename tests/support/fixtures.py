@@ -31,6 +31,11 @@ def flow_stack(tmp_path: Path) -> Iterator[tuple[Settings, str]]:
     app_id = f"flow-{uuid.uuid4().hex[:10]}"
     create_topics(settings, ("conversation.inbound", "conversation.inbound.dlq"))
     yield settings, app_id
+    import os
+
+    if os.environ.get("KEEP_TOPICS"):
+        print("KEPT", settings.topic_prefix, app_id)
+        return
     delete_test_topics(settings, app_id)
 
 
@@ -72,4 +77,9 @@ def session_counts_group(tmp_path: Path) -> Iterator[tuple[Settings, str]]:
     app_id = f"{settings.topic_prefix}soma-session-counts"
     create_topics(settings, ("conversation.inbound", "conversation.inbound.dlq"))
     yield settings, app_id
+    import os
+
+    if os.environ.get("KEEP_TOPICS"):
+        print("KEPT", settings.topic_prefix, app_id)
+        return
     delete_test_topics(settings, app_id)

@@ -29,6 +29,9 @@ FINGERPRINTS = {
     "faust.streams:Stream.take_events": "607d48aead118ba8",
     "faust.types.tuples:Message.ack": "4751b72c4ed84153",
     "faust.transport.consumer:Consumer.ack": "5fcf41cf45153475",
+    "faust.transport.consumer:Consumer.perform_seek": "0e8c130ff4b0afd8",
+    "faust.transport.drivers.aiokafka:AIOKafkaConsumerThread.call_thread": "479edda75b54734b",
+    "faust.transport.drivers.aiokafka:AIOKafkaConsumerThread._commit": "932852ce7a23f658",
 }
 
 

@@ -86,7 +86,7 @@ def runtime(handler: Any, *, retry: RetryPolicy | None = None) -> tuple[FlowRunt
 
 
 def run(rt: FlowRuntime, events: list[Event]) -> tuple[dict[str, Any], _Outcome]:
-    overlays = {"seen": TableOverlay({}, lambda d: int(d["n"]), 0)}  # type: ignore[arg-type]
+    overlays = {"seen": TableOverlay(lambda key: None, lambda d: int(d["n"]), 0)}
     outcome = _Outcome()
     asyncio.run(rt._run(events, overlays, outcome, attempts=0))
     return overlays["seen"].writes, outcome
@@ -212,3 +212,67 @@ def test_isolation_finds_the_poison_wherever_it_sits(bad: int) -> None:
     events = [event(KEYS[i % 3], i) for i in range(7)]
     _, outcome = run(runtime(Handler(poison={bad}))[0], events)
     assert [d.record.offset for d in outcome.dead] == [bad]
+
+
+class FakeMessage:
+    def __init__(self, topic: str, partition: int, offset: int) -> None:
+        self.topic, self.partition, self.offset = topic, partition, offset
+        self.tp = TP(topic, partition)
+        self.acked = False
+        self.generation_id = 1
+
+
+class FakeEvent:
+    def __init__(self, partition: int, offset: int, topic: str = SOURCE) -> None:
+        self.message = FakeMessage(topic, partition, offset)
+
+
+def guarded(earliest: int = 0, starts: dict[TP, int] | None = None) -> tuple[FlowRuntime, list]:
+    rt, _ = runtime(Handler())
+    sought: list[tuple[TP, int]] = []
+
+    async def seek(tp: TP, offset: int) -> None:
+        sought.append((tp, offset))
+
+    async def first(tp: TP) -> int:
+        return earliest
+
+    rt.start_positions = lambda: (1, dict(starts or {TP(SOURCE, 0): 10}))
+    rt.seek, rt.earliest_offset = seek, first
+    return rt, sought
+
+
+def offsets(rt: FlowRuntime, *delivered: int) -> list[int]:
+    events = [FakeEvent(0, o) for o in delivered]
+    return [e.message.offset for e in asyncio.run(rt._in_order(events))]  # type: ignore[arg-type]
+
+
+def test_records_are_processed_in_order_from_where_the_partition_resumed() -> None:
+    rt, sought = guarded()
+    assert offsets(rt, 10, 11, 12) == [10, 11, 12]
+    assert offsets(rt, 11, 12, 13) == [13]  # delivered again: processed already
+    assert sought == []
+
+
+def test_a_record_not_delivered_is_read_again_instead_of_skipped() -> None:
+    rt, sought = guarded(earliest=0)
+    assert offsets(rt, 10, 11, 15, 16) == [10, 11]  # 12..14 never arrived
+    assert sought == [(TP(SOURCE, 0), 12)]
+    assert offsets(rt, 17) == [] and len(sought) == 1  # in flight from before the seek
+    assert offsets(rt, 12, 13, 14, 15) == [12, 13, 14, 15]
+
+
+def test_records_gone_from_the_log_are_a_gap_to_accept() -> None:
+    rt, sought = guarded(earliest=20)  # 10..19 expired before they were read
+    assert offsets(rt, 20, 21) == [20, 21] and sought == []
+    compacted, _ = runtime(Handler())
+    compacted._compacted = {SOURCE}
+    compacted.start_positions = lambda: (1, {TP(SOURCE, 0): 10})
+    assert [e.message.offset for e in asyncio.run(compacted._in_order([FakeEvent(0, 14)]))] == [14]
+
+
+def test_a_new_generation_starts_from_its_own_positions() -> None:
+    rt, _ = guarded()
+    assert offsets(rt, 10, 11) == [10, 11]
+    rt.start_positions = lambda: (2, {TP(SOURCE, 0): 5})  # another worker committed up to 5
+    assert offsets(rt, 5, 6) == [5, 6]
