@@ -1,0 +1,70 @@
+"""How far a flow got on each source partition, kept in its own table so replays can be skipped.
+
+A flow whose effects and outputs are not naturally idempotent in the topic (the write-through
+flow's WAL records) must not redo a record it already finished. The consumer group's committed
+offset lags the work (Faust commits every few seconds), so after a kill -9 Kafka redelivers
+records whose outputs are already on the broker. The flow therefore writes, in commit-order
+step 3 (after its outputs are durable), the last offset it finished per source topic into a
+table key that lives on the same partition as those records; a record at or below that offset
+is a replay.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from processors.partitioning import partition_for
+
+POSITION_KEY_PREFIX = "~positions"  # '~' cannot start a tenant id, so no record key collides
+
+
+@functools.cache
+def position_key(partition: int, partitions: int) -> str:
+    """The table key holding the positions of source partition `partition`.
+
+    A table key must be co-partitioned with the records that change it, so the key is chosen
+    to hash (murmur2) onto `partition`: the first `~positions/<p>/<salt>` that does.
+    """
+    if not 0 <= partition < partitions:
+        raise ValueError(f"partition {partition} outside 0..{partitions - 1}")
+    salt = 0
+    while True:
+        key = f"{POSITION_KEY_PREFIX}/{partition}/{salt}"
+        if partition_for(key.encode(), partitions) == partition:
+            return key
+        salt += 1
+
+
+@dataclass(frozen=True)
+class SourcePositions:
+    """Last offset finished per source topic, for one partition number."""
+
+    offsets: Mapping[str, int] = field(default_factory=dict)  # physical topic -> offset
+
+    def done(self, topic: str, offset: int) -> bool:
+        """True when the record at `offset` of `topic` was already finished (a replay)."""
+        return offset <= self.offsets.get(topic, -1)
+
+    def advanced(self, topic: str, offset: int) -> SourcePositions:
+        """These positions with `topic` moved to `offset` (never backwards)."""
+        if self.done(topic, offset):
+            return self
+        return SourcePositions({**self.offsets, topic: offset})
+
+    def to_dict(self) -> dict[str, object]:
+        return {"offsets": dict(self.offsets)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, object]) -> SourcePositions:
+        """Parse a stored value; refuses anything but a map of topic names to offsets."""
+        offsets = data.get("offsets")
+        if not isinstance(offsets, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, int) and v >= -1 for k, v in offsets.items()
+        ):
+            raise ValueError(f"not source positions: {dict(data)!r}")
+        return cls(dict(offsets))
+
+
+NO_POSITIONS = SourcePositions()

@@ -1,0 +1,147 @@
+"""Link planning: a turn's user message to its assistant replies and tool results, in any order.
+
+A turn is named by its turn id: `metadata.turn_id` when the producer set one, else the W3C
+trace id of the event, because an agent answers a user message inside the trace the message
+started (the gateway continues the caller's trace, so reply and tool result share it). Within
+a session, every user message of a turn is linked to every assistant message (`reply`) and
+tool result (`tool_result`) of the same turn. Each link is planned exactly once, when the
+second of its two ends is seen, whatever order they arrive in: the per-session state keeps the
+ends seen so far. State is bounded (the oldest turns are forgotten), so a turn older than
+`max_turns` later turns of its session is no longer linked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from typing import Any
+
+from processors.tracing import parse_traceparent
+
+TURN_ID_FIELD = "turn_id"  # in an event's `metadata`
+MAX_TURN_ID_CHARS = 128
+
+
+class TurnRole(StrEnum):
+    """What an event is to its turn."""
+
+    USER = "user"  # opens the turn; the link source
+    REPLY = "reply"  # an assistant message answering it
+    TOOL_RESULT = "tool_result"  # a tool called while answering it
+
+
+@dataclass(frozen=True)
+class TurnLimits:
+    """Bounds of one session's link state (it is one changelog record per session)."""
+
+    max_turns: int = 16
+    max_users: int = 4  # user messages of one turn
+    max_members: int = 32  # replies and tool results of one turn
+
+
+LIMITS_DEFAULT = TurnLimits()
+
+
+@dataclass(frozen=True)
+class Turn:
+    """The ends of one turn seen so far: user message keys and (key, role) of the others."""
+
+    turn_id: str
+    users: tuple[str, ...] = ()
+    members: tuple[tuple[str, TurnRole], ...] = ()
+
+
+@dataclass(frozen=True)
+class SessionTurns:
+    """The recent turns of one session, oldest first."""
+
+    turns: tuple[Turn, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "turns": [
+                {"id": t.turn_id, "users": list(t.users), "members": [list(m) for m in t.members]}
+                for t in self.turns
+            ]
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SessionTurns:
+        """Parse a stored value (raises ValueError on anything else)."""
+        try:
+            return cls(
+                tuple(
+                    Turn(
+                        str(t["id"]),
+                        tuple(str(u) for u in t["users"]),
+                        tuple((str(k), TurnRole(r)) for k, r in t["members"]),
+                    )
+                    for t in data["turns"]
+                )
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not session turns: {exc}") from None
+
+
+NO_TURNS = SessionTurns()
+
+
+@dataclass(frozen=True)
+class PlannedLink:
+    """An edge to record: from the turn's user message to a reply or tool result."""
+
+    from_key: str
+    to_key: str
+    type: TurnRole
+
+
+def turn_id_of(value: Mapping[str, Any], traceparent: str | None) -> str | None:
+    """The turn an event belongs to: `metadata.turn_id`, else its trace id, else None."""
+    metadata = value.get("metadata")
+    if isinstance(metadata, Mapping):
+        explicit = metadata.get(TURN_ID_FIELD)
+        if isinstance(explicit, str) and 0 < len(explicit) <= MAX_TURN_ID_CHARS:
+            return f"id:{explicit}"
+    context = value.get("trace_context")
+    if isinstance(context, Mapping) and isinstance(context.get("traceparent"), str):
+        traceparent = context["traceparent"]
+    trace = parse_traceparent(traceparent)
+    return f"trace:{trace.trace_id}" if trace else None
+
+
+def role_in_turn(source_kind: str, value: Mapping[str, Any]) -> TurnRole | None:
+    """USER / REPLY for conversation messages, TOOL_RESULT for tool results, else None."""
+    if source_kind == "tool_result":
+        return TurnRole.TOOL_RESULT
+    if source_kind == "conversation":
+        return {"user": TurnRole.USER, "assistant": TurnRole.REPLY}.get(str(value.get("role")))
+    return None
+
+
+def plan_turn_links(
+    state: SessionTurns,
+    turn_id: str,
+    key: str,
+    role: TurnRole,
+    limits: TurnLimits = LIMITS_DEFAULT,
+) -> tuple[SessionTurns, list[PlannedLink]]:
+    """Record one end of a turn; the links it completes (none if it was recorded already)."""
+    turns = list(state.turns)
+    index = next((i for i, t in enumerate(turns) if t.turn_id == turn_id), None)
+    turn = turns[index] if index is not None else Turn(turn_id)
+    if role is TurnRole.USER:
+        if key in turn.users:
+            return state, []  # a replay: its links were planned the first time
+        links = [PlannedLink(key, member, kind) for member, kind in turn.members]
+        turn = replace(turn, users=(*turn.users, key)[-limits.max_users :])
+    else:
+        if any(member == key for member, _ in turn.members):
+            return state, []
+        links = [PlannedLink(user, key, role) for user in turn.users]
+        turn = replace(turn, members=(*turn.members, (key, role))[-limits.max_members :])
+    if index is None:
+        turns.append(turn)
+    else:
+        turns[index] = turn
+    return SessionTurns(tuple(turns[-limits.max_turns :])), links
