@@ -10,9 +10,10 @@ from redis.asyncio import Redis
 
 from gateway.errors import install_error_handlers
 from gateway.middleware import BodyLimitMiddleware, MetricsMiddleware, RequestContextMiddleware
-from gateway.routes import admin, events, health, memory, session
+from gateway.routes import admin, events, health, memory, recall, session
 from gateway.routes import state as state_routes
 from soma.settings import Settings, get_settings
+from state.memory.factory import memory_backend
 from state.reads import StateReader
 from topics.admin import admin_client
 from topics.producer import EventProducer
@@ -35,9 +36,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             socket_timeout=settings.health_timeout_s,
         )
         app.state.state_reader = StateReader(settings)
+        # Connects on first use: a backend that is down answers recall with 503, not a crash.
+        app.state.memory_backend = memory_backend(settings)
         try:
             yield
         finally:
+            await app.state.memory_backend.aclose()
             # Flush what is in flight so accepted requests' records are not dropped on shutdown.
             app.state.producer.close(settings.produce_timeout_s)
             await app.state.redis.aclose()
@@ -58,6 +62,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(MetricsMiddleware)
-    for module in (session, memory, events, state_routes, admin, health):
+    for module in (session, memory, recall, events, state_routes, admin, health):
         app.include_router(module.router)
     return app
