@@ -157,9 +157,12 @@ SPEC = FlowSpec(
     "effect; acknowledged writes to memory.wal, unreachable backend to memory.outbox",
     sources=tuple(SOURCE_KINDS),
     handler=write_through,
+    # Positions first: the kit writes tables in this order right after the outputs are
+    # acknowledged, so the local store learns the batch is finished as early as it can; turn
+    # state lost to a crash in between is rebuilt by the replay (processors/write_batch.py).
     tables=(
-        TableSpec(SESSIONS, SessionTurns.to_dict, SessionTurns.from_dict, NO_TURNS),
         TableSpec(POSITIONS, SourcePositions.to_dict, SourcePositions.from_dict, NO_POSITIONS),
+        TableSpec(SESSIONS, SessionTurns.to_dict, SessionTurns.from_dict, NO_TURNS),
     ),
     outputs=(WAL, OUTBOX),
     resources=open_backend,

@@ -6,8 +6,10 @@ started (the gateway continues the caller's trace, so reply and tool result shar
 a session, every user message of a turn is linked to every assistant message (`reply`) and
 tool result (`tool_result`) of the same turn. Each link is planned exactly once, when the
 second of its two ends is seen, whatever order they arrive in: the per-session state keeps the
-ends seen so far. State is bounded (the oldest turns are forgotten), so a turn older than
-`max_turns` later turns of its session is no longer linked.
+ends seen so far. State is bounded (the oldest turns are forgotten), so a turn whose ends
+arrive more than `max_turns` turns of its session apart (a consumer far behind on one source
+topic) is no longer linked. Keys are opaque here; the caller stores them shortened by the
+`prefix` every key of the session shares, to keep the session's changelog record small.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ class TurnRole(StrEnum):
 class TurnLimits:
     """Bounds of one session's link state (it is one changelog record per session)."""
 
-    max_turns: int = 16
+    max_turns: int = 64
     max_users: int = 4  # user messages of one turn
     max_members: int = 32  # replies and tool results of one turn
 
@@ -54,16 +56,18 @@ class Turn:
 
 @dataclass(frozen=True)
 class SessionTurns:
-    """The recent turns of one session, oldest first."""
+    """The recent turns of one session, oldest first; keys are stored without `prefix`."""
 
     turns: tuple[Turn, ...] = ()
+    prefix: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "prefix": self.prefix,
             "turns": [
                 {"id": t.turn_id, "users": list(t.users), "members": [list(m) for m in t.members]}
                 for t in self.turns
-            ]
+            ],
         }
 
     @classmethod
@@ -78,7 +82,8 @@ class SessionTurns:
                         tuple((str(k), TurnRole(r)) for k, r in t["members"]),
                     )
                     for t in data["turns"]
-                )
+                ),
+                str(data["prefix"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not session turns: {exc}") from None
@@ -102,12 +107,12 @@ def turn_id_of(value: Mapping[str, Any], traceparent: str | None) -> str | None:
     if isinstance(metadata, Mapping):
         explicit = metadata.get(TURN_ID_FIELD)
         if isinstance(explicit, str) and 0 < len(explicit) <= MAX_TURN_ID_CHARS:
-            return f"id:{explicit}"
+            return f"i:{explicit}"
     context = value.get("trace_context")
     if isinstance(context, Mapping) and isinstance(context.get("traceparent"), str):
         traceparent = context["traceparent"]
     trace = parse_traceparent(traceparent)
-    return f"trace:{trace.trace_id}" if trace else None
+    return f"t:{trace.trace_id}" if trace else None
 
 
 def role_in_turn(source_kind: str, value: Mapping[str, Any]) -> TurnRole | None:
@@ -144,4 +149,4 @@ def plan_turn_links(
         turns.append(turn)
     else:
         turns[index] = turn
-    return SessionTurns(tuple(turns[-limits.max_turns :])), links
+    return replace(state, turns=tuple(turns[-limits.max_turns :])), links

@@ -6,7 +6,6 @@ import random
 import threading
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -77,10 +76,15 @@ def turn_links(sent: Iterable[Sent]) -> set[tuple[str, str, str]]:
 class TrafficProducer:
     """Sends write-through traffic the way the gateway does: validated, murmur2, headers."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, delivery_timeout_s: float = 120.0) -> None:
         self.registry = TopicRegistry(settings.topic_prefix)
-        self._producer = Producer(producer_config(settings, **{"linger.ms": 5}))
+        # A long delivery timeout: traffic sent while the broker restarts waits, not fails.
+        timeout_ms = int(delivery_timeout_s * 1000)
+        self._producer = Producer(
+            producer_config(settings, **{"linger.ms": 5, "message.timeout.ms": timeout_ms})
+        )
         self.sent: list[Sent] = []
+        self.failed: list[Any] = []  # delivery errors: traffic the broker never stored
 
     def send(self, traffic: Iterable[Sent]) -> None:
         for topic, event in traffic:
@@ -91,7 +95,11 @@ class TrafficProducer:
             while True:
                 try:
                     self._producer.produce(
-                        record.topic, record.value, record.key_bytes(), headers=headers
+                        record.topic,
+                        record.value,
+                        record.key_bytes(),
+                        headers=headers,
+                        on_delivery=self._delivered,
                     )
                     break
                 except BufferError:
@@ -99,24 +107,26 @@ class TrafficProducer:
             self._producer.poll(0)
             self.sent.append((topic, event))
 
+    def _delivered(self, error: Any, _message: Any) -> None:
+        if error is not None:
+            self.failed.append(error)
+
     def flush(self) -> None:
-        if left := self._producer.flush(60):
-            raise RuntimeError(f"{left} events not acknowledged")
+        left = self._producer.flush(180)
+        if left or self.failed:
+            raise RuntimeError(f"{left} events unacknowledged, failed: {self.failed[:3]}")
 
 
-@dataclass
 class Feeder(threading.Thread):
     """Sends traffic in paced chunks from a thread, so kills land while the worker is busy."""
 
-    producer: TrafficProducer
-    traffic: list[Sent]
-    chunk: int = 30
-    pause_s: float = 0.1
-    done: threading.Event = field(default_factory=threading.Event)
-    error: BaseException | None = None
-
-    def __post_init__(self) -> None:
+    def __init__(
+        self, producer: TrafficProducer, traffic: list[Sent], chunk: int = 30, pause_s: float = 0.1
+    ) -> None:
         super().__init__(daemon=True)
+        self.producer, self.traffic, self.chunk, self.pause_s = producer, traffic, chunk, pause_s
+        self.done = threading.Event()
+        self.error: BaseException | None = None
 
     def run(self) -> None:
         try:
@@ -147,6 +157,15 @@ def stored(settings: Settings, tenants: Iterable[str]) -> dict[str, Any]:
         with _scoped(settings, tenant) as conn:
             for key, value in conn.execute("SELECT key, value FROM memory_items"):
                 rows[key] = value
+    return rows
+
+
+def stored_at(settings: Settings, tenants: Iterable[str]) -> dict[str, datetime]:
+    """memory key -> when its row was inserted (the transaction's time: one per batch)."""
+    rows: dict[str, datetime] = {}
+    for tenant in tenants:
+        with _scoped(settings, tenant) as conn:
+            rows.update(conn.execute("SELECT key, stored_at FROM memory_items"))
     return rows
 
 

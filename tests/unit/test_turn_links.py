@@ -94,9 +94,9 @@ def test_state_is_bounded_and_forgets_the_oldest_turns() -> None:
 def test_turn_id_prefers_the_explicit_id_then_the_event_trace_then_the_header() -> None:
     event_trace, header_trace = new_traceparent(), new_traceparent()
     traced = {"trace_context": {"traceparent": event_trace.header()}}
-    assert turn_id_of({**traced, "metadata": {"turn_id": "turn-9"}}, None) == "id:turn-9"
-    assert turn_id_of(traced, header_trace.header()) == f"trace:{event_trace.trace_id}"
-    assert turn_id_of({"metadata": {}}, header_trace.header()) == f"trace:{header_trace.trace_id}"
+    assert turn_id_of({**traced, "metadata": {"turn_id": "turn-9"}}, None) == "i:turn-9"
+    assert turn_id_of(traced, header_trace.header()) == f"t:{event_trace.trace_id}"
+    assert turn_id_of({"metadata": {}}, header_trace.header()) == f"t:{header_trace.trace_id}"
     assert turn_id_of({"metadata": {"turn_id": ""}}, "garbage") is None
 
 

@@ -87,6 +87,21 @@ def test_replays_are_skipped_and_their_state_written_again() -> None:
     assert replay.sessions == tables.sessions and replay.positions == tables.positions
 
 
+def test_a_replay_rebuilds_turn_state_a_crash_lost_without_planning_links_again() -> None:
+    tables, turn = Tables(), Turn("acme", "s1", 1)
+    user, reply, tool = turn_events(turn, 0)
+    first = tables.plan([user, reply])
+    # Crash after the positions were stored, before the turn state was: only positions kept.
+    tables.positions.update(first.positions)
+    replay = tables.plan([user, reply])
+    assert replay.writes == [] and replay.all_links() == [] and replay.replayed == 2
+    assert replay.sessions == first.sessions
+    tables.keep(replay)
+    # So a tool result arriving afterwards still finds the turn's user message.
+    late = tables.plan([tool])
+    assert [link.from_key for link in late.all_links()] == [first.writes[0].write.key]
+
+
 def test_reply_first_links_when_the_user_message_comes_in_a_later_batch() -> None:
     tables, turn = Tables(), Turn("acme", "s1", 1)
     user, reply, tool = turn_events(turn, 0)
@@ -115,3 +130,26 @@ def test_a_refused_write_is_finished_too_and_explicit_writes_keep_no_session_sta
     assert [event for event, _ in plan.refused] == events[1:]
     assert plan.sessions == {}
     assert next(iter(plan.positions.values())).offsets == {"memory.requests": 1}
+
+
+def test_session_state_keeps_short_keys_and_starts_anew_when_the_prefix_changes() -> None:
+    tables, turn = Tables(), Turn("acme", "s1", 1)
+    user, reply, _ = turn_events(turn, 0)
+    plan = tables.plan([user])
+    state = plan.sessions["acme/s1"]
+    assert state.prefix == "acme/somastream/default/acme/somastream/s1/"
+    ((short,),) = (t.users for t in state.turns)
+    assert plan.writes[0].write.key == state.prefix + short and short.startswith("user/")
+    tables.keep(plan)
+    # Written under another namespace, the old short keys would name memories that do not
+    # exist there: the state starts anew rather than link across namespaces.
+    moved = plan_batch(
+        [reply],
+        kinds=SOURCE_KINDS,
+        namespace="elsewhere",
+        partitions=PARTITIONS,
+        sessions=lambda key: tables.sessions.get(key, NO_TURNS),
+        positions=lambda key: NO_POSITIONS,
+    )
+    assert moved.all_links() == []
+    assert moved.sessions["acme/s1"].prefix.startswith("acme/elsewhere/")
