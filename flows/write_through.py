@@ -13,17 +13,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from flows.handover import Handover
 from flows.spec import BatchResult, FlowContext, FlowSpec, Output, Rejected, TableSpec
 from processors.intake import Event
 from processors.memory import MemoryLink
 from processors.memory_keys import parse_memory_key
-from processors.source_positions import NO_POSITIONS, SourcePositions
+from processors.source_positions import NO_POSITIONS, SourcePositions, position_key
 from processors.turn_links import NO_TURNS, PlannedLink, SessionTurns
 from processors.write_batch import BatchPlan, plan_batch
 from processors.write_plan import SOURCE_KINDS, divert_to_outbox, outbox_item, wal_record
@@ -39,9 +41,10 @@ LINK_CONCURRENCY = 4  # link calls in flight per batch: well inside the backend'
 
 @dataclass
 class WriteThroughResources:
-    """What one worker keeps open: the watched backend, and whether it is parking writes."""
+    """What one worker keeps: the watched backend, its hand-over checks, whether it parks."""
 
     watched: Any  # state.memory.watch.WatchedBackend (imported lazily: a cheap spec module)
+    handover: Handover
     parking: bool = False
 
 
@@ -51,12 +54,16 @@ async def open_backend(settings: Settings) -> AsyncIterator[WriteThroughResource
     from state.memory.watch import watched_backend
 
     async with watched_backend(settings) as watched:
-        yield WriteThroughResources(watched)
+        handover = Handover(SPEC.name, SPEC.outputs, window=SPEC.batch.max_events)
+        yield WriteThroughResources(watched, handover)
 
 
 async def write_through(events: Sequence[Event], ctx: FlowContext) -> BatchResult:
     """Plan the batch, deliver its writes (or park them), and return WAL/outbox outputs."""
+    resources: WriteThroughResources = ctx.resources
     prefix = ctx.settings.topic_prefix
+    keys = {p: position_key(p, ctx.partitions) for p in {e.partition for e in events}}
+    found = {p: ctx.table(POSITIONS).get(key) for p, key in keys.items()}
     plan = plan_batch(
         events,
         kinds={f"{prefix}{topic}": kind for topic, kind in SOURCE_KINDS.items()},
@@ -64,13 +71,20 @@ async def write_through(events: Sequence[Event], ctx: FlowContext) -> BatchResul
         partitions=ctx.partitions,
         sessions=ctx.table(SESSIONS).get,
         positions=ctx.table(POSITIONS).get,
+        now_ms=int(time.time() * 1000),
     )
     rejected = [Rejected(event, error) for event, error in plan.refused]
     writes: dict[str, Any] = {SESSIONS: plan.sessions, POSITIONS: plan.positions}
-    if not plan.writes:
-        return BatchResult(writes=writes, rejected=rejected)
-    outputs, refused = await _deliver(ctx.resources, plan)
-    return BatchResult(writes=writes, outputs=outputs, rejected=rejected + refused)
+    outputs: list[Output] = []
+    checked: set[int] = set()
+    if plan.writes:
+        outputs, refused = await _deliver(resources, plan)
+        rejected.extend(refused)
+        handover = resources.handover
+        outputs, checked = await handover.drop_sent(ctx.settings, outputs, found, events)
+    written = {p: plan.positions[key] for p, key in keys.items()}
+    resources.handover.finish(found, written, checked)
+    return BatchResult(writes=writes, outputs=outputs, rejected=rejected)
 
 
 async def _deliver(

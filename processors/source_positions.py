@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from processors.partitioning import partition_for
 
@@ -39,9 +39,15 @@ def position_key(partition: int, partitions: int) -> str:
 
 @dataclass(frozen=True)
 class SourcePositions:
-    """Last offset finished per source topic, for one partition number."""
+    """Last offset finished per source topic, for one partition number, and when.
+
+    `written_at_ms` (wall clock of the worker that finished the batch) bounds where a successor
+    looks for outputs of a batch that died before its positions became durable: they were
+    produced after the positions before them were written.
+    """
 
     offsets: Mapping[str, int] = field(default_factory=dict)  # physical topic -> offset
+    written_at_ms: int = 0  # 0: never written
 
     def done(self, topic: str, offset: int) -> bool:
         """True when the record at `offset` of `topic` was already finished (a replay)."""
@@ -51,20 +57,28 @@ class SourcePositions:
         """These positions with `topic` moved to `offset` (never backwards)."""
         if self.done(topic, offset):
             return self
-        return SourcePositions({**self.offsets, topic: offset})
+        return replace(self, offsets={**self.offsets, topic: offset})
+
+    def stamped(self, now_ms: int) -> SourcePositions:
+        return replace(self, written_at_ms=now_ms)
 
     def to_dict(self) -> dict[str, object]:
-        return {"offsets": dict(self.offsets)}
+        return {"offsets": dict(self.offsets), "written_at_ms": self.written_at_ms}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, object]) -> SourcePositions:
         """Parse a stored value; refuses anything but a map of topic names to offsets."""
-        offsets = data.get("offsets")
-        if not isinstance(offsets, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, int) and v >= -1 for k, v in offsets.items()
+        offsets, written = data.get("offsets"), data.get("written_at_ms", 0)
+        if (
+            not isinstance(offsets, Mapping)
+            or not all(
+                isinstance(k, str) and isinstance(v, int) and v >= -1 for k, v in offsets.items()
+            )
+            or not isinstance(written, int)
+            or written < 0
         ):
             raise ValueError(f"not source positions: {dict(data)!r}")
-        return cls(dict(offsets))
+        return cls(dict(offsets), written)
 
 
 NO_POSITIONS = SourcePositions()

@@ -74,16 +74,18 @@ def plan_batch(
     partitions: int,
     sessions: Callable[[str], SessionTurns],
     positions: Callable[[str], SourcePositions],
+    now_ms: int,
     limits: TurnLimits = LIMITS_DEFAULT,
 ) -> BatchPlan:
     """The plan of `events` (source order), given the tables as the batch found them.
 
     `kinds` maps a physical source topic to what it carries (`conversation`, `tool_result`,
-    `memory_write`). An event at or below its partition's finished position is a replay: its
-    write, links and outputs were made before a crash, so it plans none, but it still passes
-    through the turn state (where it changes nothing unless that state was lost) and the
-    session and position keys it touches are written again: after a kill -9 the local store
-    may be ahead of the changelog, and only a new write makes the changelog catch up.
+    `memory_write`); `now_ms` stamps the positions written. An event at or below its
+    partition's finished position is a replay: its write, links and outputs were made before a
+    crash, so it plans none, but it still passes through the turn state (where it changes
+    nothing unless that state was lost) and the session and position keys it touches are
+    written again: after a kill -9 the local store may be ahead of the changelog, and only a
+    new write makes the changelog catch up.
     """
     plan = BatchPlan()
     current: dict[int, SourcePositions] = {}
@@ -105,5 +107,5 @@ def plan_batch(
             plan.writes.append(planned)
             plan.links.append(links)
     for partition, where in current.items():
-        plan.positions[position_key(partition, partitions)] = where
+        plan.positions[position_key(partition, partitions)] = where.stamped(now_ms)
     return plan

@@ -160,15 +160,6 @@ def stored(settings: Settings, tenants: Iterable[str]) -> dict[str, Any]:
     return rows
 
 
-def stored_at(settings: Settings, tenants: Iterable[str]) -> dict[str, datetime]:
-    """memory key -> when its row was inserted (the transaction's time: one per batch)."""
-    rows: dict[str, datetime] = {}
-    for tenant in tenants:
-        with _scoped(settings, tenant) as conn:
-            rows.update(conn.execute("SELECT key, stored_at FROM memory_items"))
-    return rows
-
-
 def stored_count(settings: Settings, tenants: Iterable[str]) -> int:
     total = 0
     for tenant in tenants:

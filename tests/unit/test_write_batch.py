@@ -13,6 +13,7 @@ from processors.write_plan import SOURCE_KINDS
 from tests.support.write_events import Turn, as_event, memory_write
 
 PARTITIONS = 6
+NOW_MS = 1_741_944_413_589
 
 
 @given(partitions=st.integers(1, 64), data=st.data())
@@ -24,8 +25,8 @@ def test_position_keys_live_on_their_own_partition(partitions: int, data: st.Dat
 
 
 def test_positions_only_move_forward_and_survive_their_changelog_form() -> None:
-    moved = NO_POSITIONS.advanced("a", 5).advanced("a", 3).advanced("b", 0)
-    assert moved.offsets == {"a": 5, "b": 0}
+    moved = NO_POSITIONS.advanced("a", 5).advanced("a", 3).advanced("b", 0).stamped(NOW_MS)
+    assert moved.offsets == {"a": 5, "b": 0} and moved.written_at_ms == NOW_MS
     assert moved.done("a", 5) and not moved.done("a", 6) and not moved.done("c", 0)
     assert SourcePositions.from_dict(moved.to_dict()) == moved
 
@@ -45,6 +46,7 @@ class Tables:
             partitions=PARTITIONS,
             sessions=lambda key: self.sessions.get(key, NO_TURNS),
             positions=lambda key: self.positions.get(key, NO_POSITIONS),
+            now_ms=NOW_MS,
         )
 
     def keep(self, plan: BatchPlan) -> None:
@@ -75,6 +77,7 @@ def test_a_whole_turn_in_one_batch_plans_its_writes_and_links() -> None:
     assert session == "acme/s1"
     (key,) = plan.positions
     assert plan.positions[key].offsets == {t: 0 for t, _ in turn.events()}
+    assert plan.positions[key].written_at_ms == NOW_MS
 
 
 def test_replays_are_skipped_and_their_state_written_again() -> None:
@@ -150,6 +153,7 @@ def test_session_state_keeps_short_keys_and_starts_anew_when_the_prefix_changes(
         partitions=PARTITIONS,
         sessions=lambda key: tables.sessions.get(key, NO_TURNS),
         positions=lambda key: NO_POSITIONS,
+        now_ms=NOW_MS,
     )
     assert moved.all_links() == []
     assert moved.sessions["acme/s1"].prefix.startswith("acme/elsewhere/")
