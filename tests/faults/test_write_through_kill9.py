@@ -7,7 +7,6 @@ import random
 import re
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 import httpx
 import orjson
@@ -26,11 +25,10 @@ from tests.support.somabrain import StandIn
 from tests.support.write_through import (
     SOURCES,
     Feeder,
-    Sent,
     TrafficProducer,
+    assert_exactly_once,
     duplicates,
     planned,
-    stored,
     stored_count,
     stored_links,
     topic_values,
@@ -67,29 +65,6 @@ def wal_sent(worker: WorkerProcess) -> int:
         r'soma_flow_events_out_total\{flow="write-through",topic="memory.wal"\} (\S+)', text
     )
     return int(float(found.group(1))) if found else 0
-
-
-def assert_exactly_once(
-    settings: Settings, app_id: str, memory: Settings, tenants: list[str], sent: list[Sent]
-) -> list[dict[str, Any]]:
-    """Everything committed; the backend, the WAL and the links hold each event exactly once."""
-    for source in SOURCES:
-        wait_committed(settings, app_id, settings.topic_prefix + source, timeout_s=120)
-    expected = planned(sent)
-    assert len(expected) == len(sent)
-    rows = stored(memory, tenants)  # the key is the primary key: a row per key at most
-    assert rows.keys() == expected.keys(), "every event stored, nothing else"
-    assert rows == {key: dict(write.write.value) for key, write in expected.items()}
-    wal = topic_values(settings, "memory.wal")
-    assert {r["memory_key"] for r in wal} == expected.keys()
-    assert not duplicates(wal, "idempotency_key"), "one WAL record per write"
-    for record in wal:
-        assert record["payload"] == dict(expected[record["memory_key"]].write.value)
-    assert stored_links(memory, tenants) == turn_links(sent)
-    assert topic_values(settings, "memory.outbox") == []
-    for source in SOURCES:
-        assert topic_values(settings, f"{source}.dlq") == []
-    return wal
 
 
 def test_kill9_at_random_moments_then_with_local_state_wiped(

@@ -15,7 +15,7 @@ from confluent_kafka import Producer
 
 from processors.write_plan import SOURCE_KINDS, PlannedWrite, plan_write, rfc3339
 from soma.settings import Settings
-from tests.support.flows import read_topic
+from tests.support.flows import read_topic, wait_committed
 from tests.support.write_events import Turn, as_event, memory_write
 from topics.producer import producer_config
 from topics.records import RecordContext, build_record
@@ -24,26 +24,32 @@ from topics.registry import TopicRegistry
 SOURCES = tuple(SOURCE_KINDS)
 TOPICS = (*SOURCES, *(f"{s}.dlq" for s in SOURCES), "memory.wal", "memory.outbox")
 NAMESPACE = "somastream"  # Settings().namespace: what the worker writes conversation events to
+SPREAD = 60  # how far (in events) traffic is shuffled
 
 Sent = tuple[str, dict[str, Any]]  # (registry topic, event)
 
 
 def turn_traffic(tenants: Sequence[str], sessions: int, turns: int, writes: int) -> list[Sent]:
     """`turns` turns (user, reply, tool result) over tenants x sessions, plus `writes`
-    explicit memory writes, interleaved at random (seeded: the same list every run)."""
+    explicit memory writes (seeded: the same list every run).
+
+    Events move up to SPREAD places from where their turn started, so a reply or a tool
+    result often comes before the user message it belongs to, as it does when the flow reads
+    one source topic ahead of another; never dozens of turns of its session apart, which the
+    bounded turn state would forget (processors/turn_links.py).
+    """
     rng = random.Random(7)
     now = rfc3339(datetime.now(UTC))
     traffic: list[Sent] = []
     for n in range(turns):
         turn = Turn(tenants[n % len(tenants)], f"s{rng.randrange(sessions)}", n)
-        events = [(topic, {**event, "occurred_at": now}) for topic, event in turn.events()]
-        rng.shuffle(events)  # a reply may reach the flow before the user message it answers
-        traffic.extend(events)
+        traffic.extend((topic, {**event, "occurred_at": now}) for topic, event in turn.events())
     for n in range(writes):
         tenant = tenants[n % len(tenants)]
-        traffic.append(("memory.requests", memory_write(tenant, f"m{n % 50}", n, occurred_at=now)))
-    rng.shuffle(traffic)
-    return traffic
+        write = memory_write(tenant, f"m{n % 50}", n, occurred_at=now)
+        traffic.insert(rng.randrange(len(traffic) + 1), ("memory.requests", write))
+    spread = [(i + rng.uniform(0, SPREAD), sent) for i, sent in enumerate(traffic)]
+    return [sent for _, sent in sorted(spread, key=lambda pair: pair[0])]
 
 
 def planned(sent: Iterable[Sent]) -> dict[str, PlannedWrite]:
@@ -186,3 +192,27 @@ def duplicates(values: Iterable[dict[str, Any]], field_name: str) -> Counter[str
     """Values of `field_name` seen more than once, with their counts."""
     counts = Counter(str(v[field_name]) for v in values)
     return Counter({k: n for k, n in counts.items() if n > 1})
+
+
+def assert_exactly_once(
+    settings: Settings, app_id: str, memory: Settings, tenants: list[str], sent: list[Sent]
+) -> list[dict[str, Any]]:
+    """Everything committed; the backend, the WAL and the links hold each event exactly once."""
+    for source in SOURCES:
+        wait_committed(settings, app_id, settings.topic_prefix + source, timeout_s=120)
+    expected = planned(sent)
+    assert len(expected) == len(sent)
+    rows = stored(memory, tenants)  # the key is the primary key: a row per key at most
+    assert rows.keys() == expected.keys(), "every event stored, nothing else"
+    assert rows == {key: dict(write.write.value) for key, write in expected.items()}
+    wal = topic_values(settings, "memory.wal")
+    assert {r["memory_key"] for r in wal} == expected.keys()
+    assert not duplicates(wal, "idempotency_key"), "one WAL record per write"
+    for record in wal:
+        assert record["payload"] == dict(expected[record["memory_key"]].write.value)
+    links, wanted = stored_links(memory, tenants), turn_links(sent)
+    assert links == wanted, f"{len(wanted - links)} links missing, {len(links - wanted)} extra"
+    assert topic_values(settings, "memory.outbox") == []
+    for source in SOURCES:
+        assert topic_values(settings, f"{source}.dlq") == []
+    return wal
