@@ -15,7 +15,7 @@ topic) is no longer linked. Keys are opaque here; the caller stores them shorten
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -45,48 +45,49 @@ class TurnLimits:
 LIMITS_DEFAULT = TurnLimits()
 
 
-@dataclass(frozen=True)
-class Turn:
-    """The ends of one turn seen so far: user message keys and (key, role) of the others."""
-
-    turn_id: str
-    users: tuple[str, ...] = ()
-    members: tuple[tuple[str, TurnRole], ...] = ()
+# One turn as stored: [user keys, [[key, role], ...] of replies and tool results], oldest first.
+TurnEnds = list[list[Any]]
 
 
 @dataclass(frozen=True)
 class SessionTurns:
-    """The recent turns of one session, oldest first; keys are stored without `prefix`."""
+    """The recent turns of one session by turn id, oldest first; keys without `prefix`.
 
-    turns: tuple[Turn, ...] = ()
+    Held in the JSON shape it is stored in (decoding a session is one type check per turn, no
+    object per turn: a busy session is read and written once per batch). Never mutated: a new
+    state is built from a copy.
+    """
+
+    turns: Mapping[str, TurnEnds] = field(default_factory=dict)
     prefix: str = ""
 
+    def users(self, turn_id: str) -> list[str]:
+        ends = self.turns.get(turn_id)
+        return list(ends[0]) if ends else []
+
+    def members(self, turn_id: str) -> list[tuple[str, TurnRole]]:
+        ends = self.turns.get(turn_id)
+        return [(key, TurnRole(role)) for key, role in ends[1]] if ends else []
+
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "prefix": self.prefix,
-            "turns": [
-                {"id": t.turn_id, "users": list(t.users), "members": [list(m) for m in t.members]}
-                for t in self.turns
-            ],
-        }
+        return {"prefix": self.prefix, "turns": self.turns}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SessionTurns:
         """Parse a stored value (raises ValueError on anything else)."""
+        turns, prefix = data.get("turns"), data.get("prefix")
+        if not isinstance(turns, dict) or not isinstance(prefix, str):
+            raise ValueError(f"not session turns: {sorted(data)}")
         try:
-            return cls(
-                tuple(
-                    Turn(
-                        str(t["id"]),
-                        tuple(str(u) for u in t["users"]),
-                        tuple((str(k), TurnRole(r)) for k, r in t["members"]),
-                    )
-                    for t in data["turns"]
-                ),
-                str(data["prefix"]),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
+            for users, members in turns.values():
+                if not isinstance(users, list) or any(m[1] not in _ROLES for m in members):
+                    raise ValueError("unknown role")
+        except (TypeError, ValueError, IndexError) as exc:
             raise ValueError(f"not session turns: {exc}") from None
+        return cls(turns, prefix)
+
+
+_ROLES = frozenset(role.value for role in TurnRole)
 
 
 NO_TURNS = SessionTurns()
@@ -132,21 +133,19 @@ def plan_turn_links(
     limits: TurnLimits = LIMITS_DEFAULT,
 ) -> tuple[SessionTurns, list[PlannedLink]]:
     """Record one end of a turn; the links it completes (none if it was recorded already)."""
-    turns = list(state.turns)
-    index = next((i for i, t in enumerate(turns) if t.turn_id == turn_id), None)
-    turn = turns[index] if index is not None else Turn(turn_id)
+    users, members = state.turns.get(turn_id) or ([], [])
     if role is TurnRole.USER:
-        if key in turn.users:
+        if key in users:
             return state, []  # a replay: its links were planned the first time
-        links = [PlannedLink(key, member, kind) for member, kind in turn.members]
-        turn = replace(turn, users=(*turn.users, key)[-limits.max_users :])
+        links = [PlannedLink(key, member, TurnRole(kind)) for member, kind in members]
+        users = [*users, key][-limits.max_users :]
     else:
-        if any(member == key for member, _ in turn.members):
+        if any(member == key for member, _ in members):
             return state, []
-        links = [PlannedLink(user, key, role) for user in turn.users]
-        turn = replace(turn, members=(*turn.members, (key, role))[-limits.max_members :])
-    if index is None:
-        turns.append(turn)
-    else:
-        turns[index] = turn
-    return replace(state, turns=tuple(turns[-limits.max_turns :])), links
+        links = [PlannedLink(user, key, role) for user in users]
+        members = [*members, [key, role.value]][-limits.max_members :]
+    turns = dict(state.turns)  # an updated turn keeps its place; a new one goes last
+    turns[turn_id] = [users, members]
+    while len(turns) > limits.max_turns:
+        del turns[next(iter(turns))]  # forget the oldest turn
+    return replace(state, turns=turns), links

@@ -38,3 +38,18 @@ async def test_a_handler_sees_the_partition_count_of_its_sources() -> None:
     event = as_event("conversation.inbound", {"tenant": "acme", "session_id": "s1"})
     assert await runtime._call([event], {}) == BatchResult()
     assert seen == [(12, "the backend")]
+
+
+def test_workers_collect_garbage_less_often_and_freeze_their_start_up_heap() -> None:
+    import gc
+
+    from flows.kit.worker import GC_THRESHOLDS, tune_garbage_collector
+
+    before = gc.get_threshold()
+    try:
+        tune_garbage_collector()
+        assert gc.get_threshold() == GC_THRESHOLDS
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)

@@ -72,8 +72,13 @@ def test_replaying_seen_events_plans_nothing_new(ends: list[End], data: st.DataO
 def test_state_survives_its_changelog_form() -> None:
     state, _ = run([("t1", "k/u", TurnRole.USER), ("t1", "k/r", TurnRole.REPLY)])
     assert SessionTurns.from_dict(state.to_dict()) == state
-    unknown_role = {"turns": [{"id": "t", "users": [], "members": [["k", "x"]]}]}
-    for broken in ({}, {"turns": [{"id": "t"}]}, unknown_role):
+    broken_values = (
+        {},
+        {"prefix": "", "turns": []},  # not a map of turns
+        {"prefix": "", "turns": {"t": [[]]}},  # a turn without its members
+        {"prefix": "", "turns": {"t": [[], [["k", "x"]]]}},  # an unknown role
+    )
+    for broken in broken_values:
         with pytest.raises(ValueError):
             SessionTurns.from_dict(broken)
 
@@ -83,12 +88,12 @@ def test_state_is_bounded_and_forgets_the_oldest_turns() -> None:
     state = NO_TURNS
     for turn in ("t1", "t2", "t3"):
         state, _ = plan_turn_links(state, turn, f"k/{turn}/u", TurnRole.USER, limits)
-    assert [t.turn_id for t in state.turns] == ["t2", "t3"]
+    assert list(state.turns) == ["t2", "t3"]
     _, late = plan_turn_links(state, "t1", "k/t1/r", TurnRole.REPLY, limits)
     assert late == []  # t1 was forgotten: its late reply stays unlinked
     for n in range(3):
         state, _ = plan_turn_links(state, "t3", f"k/t3/r{n}", TurnRole.REPLY, limits)
-    assert [k for k, _ in state.turns[-1].members] == ["k/t3/r1", "k/t3/r2"]
+    assert [k for k, _ in state.members("t3")] == ["k/t3/r1", "k/t3/r2"]
 
 
 def test_turn_id_prefers_the_explicit_id_then_the_event_trace_then_the_header() -> None:

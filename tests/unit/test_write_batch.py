@@ -141,7 +141,8 @@ def test_session_state_keeps_short_keys_and_starts_anew_when_the_prefix_changes(
     plan = tables.plan([user])
     state = plan.sessions["acme/s1"]
     assert state.prefix == "acme/somastream/default/acme/somastream/s1/"
-    ((short,),) = (t.users for t in state.turns)
+    (turn_id,) = state.turns
+    (short,) = state.users(turn_id)
     assert plan.writes[0].write.key == state.prefix + short and short.startswith("user/")
     tables.keep(plan)
     # Written under another namespace, the old short keys would name memories that do not

@@ -1,0 +1,273 @@
+"""Benchmark: the write-through flow vs a raw confluent-kafka loop, and gateway-to-row latency.
+
+Run with `make bench` (the stack must be up, memory schema migrated). In one run:
+
+1. Throughput, one worker: N conversation events already on the source topic are consumed,
+   written to the Postgres backend in batches, recorded in the WAL and committed, once by the
+   write-through worker (Faust, the kit's commit order, turn state, hand-over check) and once
+   by a plain confluent-kafka loop doing the same work with the same backend class. Both are
+   timed the same way, from the timestamps of their first and last WAL records.
+2. Latency at a fixed rate: events posted to the gateway (10 per request, open loop) at
+   BENCH_WT_RATE events/s; for each, the time from the gateway's 2xx to its row being visible
+   in Postgres (polled every POLL_S, which adds up to that much to every sample).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import psycopg
+from confluent_kafka import Consumer, Producer
+
+from gateway.auth import issue_token
+from processors.write_plan import plan_write, rfc3339, wal_record
+from soma.settings import Settings
+from state.memory.factory import memory_backend
+from tests.support.flows import WorkerProcess, create_topics, delete_test_topics, read_topic
+from tests.support.processes import free_port, running_gateway, wait_until
+from tests.support.write_events import as_event
+from tests.support.write_through import TOPICS, TrafficProducer
+from topics.admin import apply_topics
+from topics.producer import producer_config
+from topics.registry import TopicRegistry
+
+EVENTS = int(os.environ.get("BENCH_WT_EVENTS", "20000"))
+SESSIONS = 97
+BATCH = 500  # the flow's batch size (BATCH_DEFAULT): the raw loop uses the same
+RATE = float(os.environ.get("BENCH_WT_RATE", "1000"))  # events/s for the latency part
+SECONDS = float(os.environ.get("BENCH_WT_SECONDS", "10"))
+PER_REQUEST = 10
+POLL_S = 0.01
+JWT = {"bench": "bench-write-through-" + "k" * 32}
+
+
+def user_message(tenant: str, i: int) -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "session_id": f"s{i % SESSIONS}",
+        "tenant": tenant,
+        "role": "user",
+        "message": f"benchmark message {i} about herons and otters " + "x" * 120,
+        "occurred_at": rfc3339_now(),
+    }
+
+
+def rfc3339_now() -> str:
+    return rfc3339(datetime.now(UTC))
+
+
+def wal_rate(settings: Settings, topic: str) -> tuple[float, int]:
+    """(records/s between the first and the last record of `topic`, records)."""
+    records = read_topic(settings, topic, timeout_s=120)
+    stamps = sorted(r.timestamp()[1] for r in records)
+    return (len(stamps) - 1) / ((stamps[-1] - stamps[0]) / 1000), len(stamps)
+
+
+def raw_loop(settings: Settings, source: str, wal: str, expected: int) -> None:
+    """Consume, write the same memories through the same backend class, produce WAL, commit."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.kafka_bootstrap,
+            "group.id": f"raw-{uuid.uuid4().hex}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    producer = Producer(producer_config(settings))
+    backend = memory_backend(settings)
+    loop = asyncio.new_event_loop()
+    consumer.subscribe([source])
+    done = 0
+    try:
+        while done < expected:
+            messages = [m for m in consumer.consume(BATCH, timeout=0.05) if not m.error()]
+            if not messages:
+                continue
+            planned = []
+            for message in messages:
+                value = orjson.loads(message.value())
+                where = {"partition": message.partition() or 0, "offset": message.offset() or 0}
+                event = as_event(source, value, **where)
+                planned.append(plan_write(event, "conversation", settings.namespace))
+            results = loop.run_until_complete(backend.remember_batch([p.write for p in planned]))
+            now = datetime.now(UTC)
+            for write, result in zip(planned, results, strict=True):
+                record = wal_record(write, result, now)
+                key = f"{record['tenant']}/{record['idempotency_key']}".encode()
+                producer.produce(wal, orjson.dumps(record), key)
+            producer.flush(30)
+            consumer.commit(asynchronous=False)
+            done += len(messages)
+    finally:
+        loop.run_until_complete(backend.aclose())
+        loop.close()
+        consumer.close()
+
+
+def bench_throughput(settings: Settings, workdir: Path) -> tuple[float, float, WorkerProcess]:
+    registry = TopicRegistry(settings.topic_prefix)
+    raw_source, raw_wal = f"{settings.topic_prefix}raw.source", f"{settings.topic_prefix}raw.wal"
+    source_spec = registry.get("conversation.inbound")
+    apply_topics(
+        settings, [replace(source_spec, name=raw_source), replace(source_spec, name=raw_wal)]
+    )
+    raw_tenant, flow_tenant = f"raw{uuid.uuid4().hex[:6]}", f"flow{uuid.uuid4().hex[:6]}"
+
+    feed = TrafficProducer(settings)
+    feed.send([("conversation.inbound", user_message(flow_tenant, i)) for i in range(EVENTS)])
+    feed.flush()
+    raw_feed = Producer(producer_config(settings, **{"linger.ms": 5}))
+    for i in range(EVENTS):
+        event = user_message(raw_tenant, i)
+        key = f"{raw_tenant}/{event['session_id']}".encode()
+        raw_feed.produce(raw_source, orjson.dumps(event), key)
+        raw_feed.poll(0)
+    raw_feed.flush(60)
+
+    raw_loop(settings, raw_source, raw_wal, EVENTS)
+    raw_rate, raw_count = wal_rate(settings, raw_wal)
+
+    worker = WorkerProcess(
+        "write-through",
+        settings,
+        f"{settings.topic_prefix}bench-wt",
+        free_port(),
+        workdir / "worker",
+        workdir / "worker.log",
+    ).start()
+    worker.wait_ready(timeout_s=120)
+    wal = f"{settings.topic_prefix}memory.wal"
+    wait_until(
+        lambda: sum(_high_watermarks(settings, wal).values()) >= EVENTS, 300, "the flow's WAL"
+    )
+    flow_rate, flow_count = wal_rate(settings, wal)
+    assert raw_count == flow_count == EVENTS, (raw_count, flow_count)
+    return raw_rate, flow_rate, worker
+
+
+def _high_watermarks(settings: Settings, topic: str) -> dict[int, int]:
+    from topics.admin import high_watermarks
+
+    return high_watermarks(settings, [topic]).get(topic, {})
+
+
+class RowWatcher(threading.Thread):
+    """Polls Postgres for a tenant's new rows and notes when each key first became visible."""
+
+    def __init__(self, settings: Settings, tenant: str) -> None:
+        super().__init__(daemon=True)
+        self.settings, self.tenant = settings, tenant
+        self.seen: dict[str, float] = {}
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        with psycopg.connect(self.settings.postgres_dsn, autocommit=True) as conn:
+            while not self.stop.is_set():
+                with conn.transaction():
+                    conn.execute(
+                        "SELECT set_config('soma.tenant', %s, true), set_config('soma.namespace',"
+                        " %s, true), set_config('soma.universe', 'default', true)",
+                        (self.tenant, self.settings.namespace),
+                    )
+                    rows = conn.execute(
+                        "SELECT key FROM memory_items WHERE stored_at > now() - interval '5 s'"
+                    ).fetchall()
+                now = time.time()
+                for (key,) in rows:
+                    self.seen.setdefault(key, now)
+                self.stop.wait(POLL_S)
+
+
+async def send_at_rate(base: str, token: str, tenant: str) -> dict[str, float]:
+    """Post RATE events/s for SECONDS (open loop); memory key -> time its 2xx arrived."""
+    acked: dict[str, float] = {}
+    requests = int(RATE * SECONDS / PER_REQUEST)
+    interval = PER_REQUEST / RATE
+    headers = {"Authorization": f"Bearer {token}"}
+    limits = httpx.Limits(max_connections=64, max_keepalive_connections=64)
+    async with httpx.AsyncClient(
+        base_url=base, headers=headers, limits=limits, timeout=30
+    ) as client:
+
+        async def post(n: int) -> None:
+            events = [user_message(tenant, n * PER_REQUEST + i) for i in range(PER_REQUEST)]
+            response = await client.post("/v1/events/conversation.inbound", json={"events": events})
+            response.raise_for_status()
+            now = time.time()
+            for event in events:
+                event = {**event, "tenant": tenant}
+                planned = plan_write(as_event("x", event), "conversation", "somastream")
+                acked[planned.write.key] = now
+
+        start = time.perf_counter()
+        tasks = []
+        for n in range(requests):
+            delay = start + n * interval - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(post(n)))
+        await asyncio.gather(*tasks)
+    return acked
+
+
+def bench_latency(settings: Settings, workdir: Path) -> tuple[float, float, int]:
+    tenant = f"lat{uuid.uuid4().hex[:6]}"
+    env = {
+        "SOMA_TOPIC_PREFIX": settings.topic_prefix,
+        "SOMA_JWT_KEYS": json.dumps(JWT),
+        "SOMA_JWT_ACTIVE_KID": "bench",
+    }
+    signer = settings.model_copy(update={"jwt_keys": JWT, "jwt_active_kid": "bench"})
+    token = issue_token(signer, tenant)
+    watcher = RowWatcher(settings, tenant)
+    watcher.start()
+    try:
+        with running_gateway(env, workdir / "gateway.log") as base:
+            acked = asyncio.run(send_at_rate(base, token, tenant))
+            wait_until(lambda: acked.keys() <= watcher.seen.keys(), 120, "every row visible")
+    finally:
+        watcher.stop.set()
+        watcher.join(timeout=10)
+    latencies = sorted((watcher.seen[key] - at) * 1000 for key, at in acked.items())
+    quantiles = statistics.quantiles(latencies, n=100)
+    return quantiles[49], quantiles[94], len(latencies)
+
+
+def main() -> None:
+    settings = Settings(topic_prefix=f"benchwt{uuid.uuid4().hex[:6]}.")
+    create_topics(settings, TOPICS)
+    worker: WorkerProcess | None = None
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        try:
+            raw_rate, flow_rate, worker = bench_throughput(settings, workdir)
+            p50, p95, samples = bench_latency(settings, workdir)
+        finally:
+            if worker is not None:
+                worker.stop()
+            delete_test_topics(settings, f"{settings.topic_prefix}bench-wt")
+    print(f"events per side:                      {EVENTS} ({SESSIONS} sessions, Postgres backend)")
+    print(f"raw confluent-kafka loop:             {raw_rate:10,.0f} events/s")
+    print(f"write-through flow (Faust, 1 worker): {flow_rate:10,.0f} events/s")
+    print(f"ratio flow/raw:                       {flow_rate / raw_rate:10.3f}")
+    print(
+        f"gateway 2xx -> row visible @ {RATE:.0f} events/s over {samples} events: "
+        f"p50 {p50:.0f} ms, p95 {p95:.0f} ms (poll every {POLL_S * 1000:.0f} ms)"
+    )
+
+
+if __name__ == "__main__":
+    main()
