@@ -70,8 +70,9 @@ test: install lint typecheck docs stack-up ## Lint, typecheck, docs, then every 
 	$(BIN)/soma db upgrade
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-bench: stack-up ## Benchmarks: gateway ingest vs raw confluent-kafka, latency p50/p99
+bench: db ## Benchmarks: gateway ingest and write-through, each against a raw confluent-kafka loop; latencies
 	$(BIN)/python -m tests.bench.gateway_ingest
+	$(BIN)/python -m tests.bench.write_through
 
 clean: ## Remove build and cache folders (keeps the stack's data)
 	rm -rf site build .pytest_cache .mypy_cache .ruff_cache
