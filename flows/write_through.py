@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from flows.handover import Handover
+from flows.kit.handover import Handover
 from flows.spec import BatchResult, FlowContext, FlowSpec, Output, Rejected, TableSpec
 from processors.intake import Event
 from processors.memory import MemoryLink

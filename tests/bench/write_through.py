@@ -21,13 +21,14 @@ import statistics
 import tempfile
 import time
 import uuid
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import orjson
+import psutil
 from confluent_kafka import Consumer, Producer
 
 from gateway.auth import issue_token
@@ -114,7 +115,15 @@ def raw_loop(settings: Settings, source: str, wal: str, expected: int) -> None:
         consumer.close()
 
 
-def bench_throughput(settings: Settings, workdir: Path) -> tuple[float, float, WorkerProcess]:
+@dataclass
+class Throughput:
+    raw_rate: float  # events/s, from the raw loop's WAL timestamps
+    flow_rate: float  # events/s, from the flow's WAL timestamps
+    raw_cpu_us: float  # CPU per event of the raw loop's process (its client threads included)
+    flow_cpu_us: float  # CPU per event of the worker process, from ready to done
+
+
+def bench_throughput(settings: Settings, workdir: Path) -> tuple[Throughput, WorkerProcess]:
     registry = TopicRegistry(settings.topic_prefix)
     raw_source, raw_wal = f"{settings.topic_prefix}raw.source", f"{settings.topic_prefix}raw.wal"
     source_spec = registry.get("conversation.inbound")
@@ -134,7 +143,9 @@ def bench_throughput(settings: Settings, workdir: Path) -> tuple[float, float, W
         raw_feed.poll(0)
     raw_feed.flush(60)
 
+    cpu = time.process_time()
     raw_loop(settings, raw_source, raw_wal, EVENTS)
+    raw_cpu = time.process_time() - cpu
     raw_rate, raw_count = wal_rate(settings, raw_wal)
 
     worker = WorkerProcess(
@@ -146,13 +157,22 @@ def bench_throughput(settings: Settings, workdir: Path) -> tuple[float, float, W
         workdir / "worker.log",
     ).start()
     worker.wait_ready(timeout_s=120)
+    assert worker.proc is not None
+    process = psutil.Process(worker.proc.pid)
+    before = process.cpu_times()
     wal = f"{settings.topic_prefix}memory.wal"
     wait_until(
-        lambda: sum(_high_watermarks(settings, wal).values()) >= EVENTS, 300, "the flow's WAL"
+        lambda: sum(_high_watermarks(settings, wal).values()) >= EVENTS,
+        300,
+        "the flow's WAL",
+        interval_s=0.05,
     )
+    after = process.cpu_times()
+    flow_cpu = (after.user + after.system) - (before.user + before.system)
     flow_rate, flow_count = wal_rate(settings, wal)
     assert raw_count == flow_count == EVENTS, (raw_count, flow_count)
-    return raw_rate, flow_rate, worker
+    result = Throughput(raw_rate, flow_rate, raw_cpu / EVENTS * 1e6, flow_cpu / EVENTS * 1e6)
+    return result, worker
 
 
 def _high_watermarks(settings: Settings, topic: str) -> dict[int, int]:
@@ -244,23 +264,32 @@ def main() -> None:
     settings = Settings(topic_prefix=f"benchwt{uuid.uuid4().hex[:6]}.")
     create_topics(settings, TOPICS)
     worker: WorkerProcess | None = None
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         try:
-            raw_rate, flow_rate, worker = bench_throughput(settings, workdir)
+            result, worker = bench_throughput(settings, workdir)
             p50, p95, samples = bench_latency(settings, workdir)
         finally:
             if worker is not None:
                 worker.stop()
             delete_test_topics(settings, f"{settings.topic_prefix}bench-wt")
+    load = f"load average {load_before:.1f} -> {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
     print(f"events per side:                      {EVENTS} ({SESSIONS} sessions, Postgres backend)")
-    print(f"raw confluent-kafka loop:             {raw_rate:10,.0f} events/s")
-    print(f"write-through flow (Faust, 1 worker): {flow_rate:10,.0f} events/s")
-    print(f"ratio flow/raw:                       {flow_rate / raw_rate:10.3f}")
+    print(
+        f"raw confluent-kafka loop:             {result.raw_rate:10,.0f} events/s"
+        f"   ({result.raw_cpu_us:.0f} us CPU per event)"
+    )
+    print(
+        f"write-through flow (Faust, 1 worker): {result.flow_rate:10,.0f} events/s"
+        f"   ({result.flow_cpu_us:.0f} us CPU per event)"
+    )
+    print(f"ratio flow/raw:                       {result.flow_rate / result.raw_rate:10.3f}")
     print(
         f"gateway 2xx -> row visible @ {RATE:.0f} events/s over {samples} events: "
         f"p50 {p50:.0f} ms, p95 {p95:.0f} ms"
     )
+    print(load)
 
 
 if __name__ == "__main__":

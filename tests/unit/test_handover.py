@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from flows.handover import CLOCK_SKEW_MS, Handover
+from flows.kit.handover import CLOCK_SKEW_MS, Handover
 from flows.spec import Output
 from processors.intake import Event
 from processors.source_positions import NO_POSITIONS, SourcePositions
