@@ -30,7 +30,9 @@ from processors.turn_links import NO_TURNS, PlannedLink, SessionTurns
 from processors.write_batch import BatchPlan, plan_batch
 from processors.write_plan import SOURCE_KINDS, divert_to_outbox, outbox_item, wal_record
 from soma.settings import Settings
+from state.memory.backend import MemoryBackend
 from state.memory.errors import BackendRejected, BackendUnavailable
+from state.memory.watch import WatchedBackend, watched_backend  # backends' clients load lazily
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +45,7 @@ LINK_CONCURRENCY = 4  # link calls in flight per batch: well inside the backend'
 class WriteThroughResources:
     """What one worker keeps: the watched backend, its hand-over checks, whether it parks."""
 
-    watched: Any  # state.memory.watch.WatchedBackend (imported lazily: a cheap spec module)
+    watched: WatchedBackend
     handover: Handover
     parking: bool = False
 
@@ -51,8 +53,6 @@ class WriteThroughResources:
 @asynccontextmanager
 async def open_backend(settings: Settings) -> AsyncIterator[WriteThroughResources]:
     """The worker's memory backend, opened once and probed in the background."""
-    from state.memory.watch import watched_backend
-
     async with watched_backend(settings) as watched:
         handover = Handover(SPEC.name, SPEC.outputs, window=SPEC.batch.max_events)
         yield WriteThroughResources(watched, handover)
@@ -133,7 +133,7 @@ def _park(
     ]
 
 
-async def _record_links(backend: Any, links: Sequence[PlannedLink]) -> None:
+async def _record_links(backend: MemoryBackend, links: Sequence[PlannedLink]) -> None:
     """Record links, a few at a time; the first failure cancels the rest and is raised."""
     if not links:
         return
