@@ -21,6 +21,7 @@ import httpx
 import pytest
 
 from gateway.auth import issue_token
+from soma.plane import plane_processes
 from soma.settings import Settings
 from soma.supervise import Supervisor
 from tests.conftest import TEST_JWT_KEYS
@@ -126,7 +127,9 @@ def plane(tmp_path: Path) -> Iterator[Plane]:
 def test_supervisor_restarts_killed_processes_and_status_tells_the_truth(plane: Plane) -> None:
     plane.soma("up")
     status = plane.status()
-    assert set(status) == {"gateway", "flow-session-counts-1"}
+    # Every process the flow specs derive, no more, no less.
+    assert set(status) == {p.name for p in plane_processes(plane.settings)}
+    assert {"gateway", "flow-session-counts-1", "flow-write-through-1"} <= set(status)
     assert all(row["state"] == "running" and row["restarts"] == "0" for row in status.values())
 
     token = issue_token(plane.settings, "acme")
