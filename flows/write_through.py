@@ -28,7 +28,8 @@ from processors.memory_keys import parse_memory_key
 from processors.source_positions import NO_POSITIONS, SourcePositions, position_key
 from processors.turn_links import NO_TURNS, PlannedLink, SessionTurns
 from processors.write_batch import BatchPlan, plan_batch
-from processors.write_plan import SOURCE_KINDS, divert_to_outbox, outbox_item, wal_record
+from processors.write_plan import SOURCE_KINDS
+from processors.write_records import divert_to_outbox, outbox_item, wal_record
 from soma.settings import Settings
 from state.memory.backend import MemoryBackend
 from state.memory.errors import BackendRejected, BackendUnavailable

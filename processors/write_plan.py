@@ -1,25 +1,24 @@
-"""Write plans of the write-through flow: a source event as a memory write, its WAL and outbox form.
+"""Write plans of the write-through flow: each source event as one memory write, every time alike.
 
 Every source event becomes one `memory_write` object (the schema's shape): explicit writes from
 `memory.requests` already are one; conversation messages and tool results are turned into one,
 keyed by the upstream idempotency key. That object is what an outbox item carries, and
 `memory_write_to_write` turns it into the backend's `MemoryWrite`, so a write replayed from the
 outbox has the same key and the same content as the write-through would have sent. Nothing
-here reads a clock: the caller passes `now`, and keys and contents depend on the event alone,
-so a retry or a replay produces the same write.
+here reads a clock: keys and contents depend on the event alone, so a retry or a replay
+produces the same write. Its WAL record and outbox item are in `processors/write_records.py`.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from processors.backend_policy import BackendHealth, BreakerState, HealthMode
 from processors.intake import Event
-from processors.memory import MemoryWrite, RememberResult
+from processors.memory import MemoryWrite
 from processors.memory_keys import (
     DEFAULT_UNIVERSE,
     MemoryKeyError,
@@ -28,7 +27,6 @@ from processors.memory_keys import (
     upstream_idempotency_key,
 )
 from processors.tracing import parse_traceparent
-from processors.turn_links import PlannedLink
 
 # What each source topic carries (registry names).
 SOURCE_KINDS = {
@@ -215,72 +213,3 @@ def plan_write(event: Event, kind: str, namespace: str) -> PlannedWrite:
     written = memory_write_event(event, kind, namespace)
     write = memory_write_to_write(written, namespace)
     return PlannedWrite(event, written, write, event_time(event))
-
-
-def wal_record(planned: PlannedWrite, result: RememberResult, acknowledged_at: datetime) -> dict:
-    """The `memory_wal` record of a write the backend acknowledged."""
-    written, write, event = planned.write_event, planned.write, planned.event
-    record: dict[str, Any] = {
-        "tenant": write.tenant,
-        "idempotency_key": planned.idempotency_key,
-        "event_id": written["event_id"],
-        "session_id": written["session_id"],
-        "source_topic": event.topic,
-        "source_partition": event.partition,
-        "source_offset": event.offset,
-        "memory_id": None,  # neither backend names its memories; the key and coordinate do
-        "memory_key": write.key,
-        "namespace": write.namespace,
-        "universe": write.universe,
-        "memory_type": written.get("memory_type") or "episodic",
-        "payload": dict(write.value),
-        "metadata": dict(write.meta),
-        "coordinate": list(result.coordinate) if result.coordinate else None,
-        "acknowledged_at": rfc3339(acknowledged_at),
-        "event_time": rfc3339(planned.event_time),
-        "backend": result.backend,
-    }
-    for name in ("request_id", "trace_context"):
-        if written.get(name) is not None:
-            record[name] = written[name]
-    return record
-
-
-def outbox_item(
-    planned: PlannedWrite,
-    links: Sequence[PlannedLink],
-    *,
-    error: str | None,
-    attempts: int,
-    now: datetime,
-) -> dict:
-    """The `outbox_item` of a write the backend could not take now, with the links it owes."""
-    item: dict[str, Any] = {
-        "tenant": planned.write.tenant,
-        "idempotency_key": planned.idempotency_key,
-        "write": dict(planned.write_event),
-        "attempts": attempts,
-        "first_failed_at": rfc3339(now),
-        "last_error": error[:65536] if error else None,
-        "next_attempt_at": rfc3339(now),  # the drain flow applies its own backoff
-    }
-    if links:
-        item["links"] = [
-            {"from_key": link.from_key, "to_key": link.to_key, "type": link.type.value}
-            for link in links
-        ]
-    return item
-
-
-def divert_to_outbox(health: BackendHealth | None) -> bool:
-    """True when writes should go straight to the outbox: the probe says the backend is down.
-
-    While the breaker is open or half-open the call is still made: the breaker refuses it at
-    once (and the write goes to the outbox then) or lets its one trial through, and only a
-    trial can close it again.
-    """
-    return (
-        health is not None
-        and health.mode is HealthMode.DOWN
-        and health.breaker is BreakerState.CLOSED
-    )

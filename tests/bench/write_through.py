@@ -32,7 +32,8 @@ import psutil
 from confluent_kafka import Consumer, Producer
 
 from gateway.auth import issue_token
-from processors.write_plan import parse_time, plan_write, rfc3339, wal_record
+from processors.write_plan import parse_time, plan_write, rfc3339
+from processors.write_records import wal_record
 from soma.settings import Settings
 from state.memory.factory import memory_backend
 from tests.support.flows import WorkerProcess, create_topics, delete_test_topics, read_topic

@@ -16,14 +16,12 @@ from processors.memory_keys import hash16
 from processors.turn_links import PlannedLink, TurnRole
 from processors.write_plan import (
     WriteRefused,
-    divert_to_outbox,
     event_time,
     memory_write_to_write,
-    outbox_item,
     plan_write,
     session_key_part,
-    wal_record,
 )
+from processors.write_records import divert_to_outbox, outbox_item, wal_record
 from schemas import validate
 from tests.support.write_events import Turn, as_event, memory_write
 
