@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Any
 
@@ -14,11 +15,12 @@ from processors.memory import TOP_K_MAX, RecallHit, RecallQuery
 from processors.memory_keys import DEFAULT_UNIVERSE, MemoryKeyError, check_part
 from schemas import SchemaValidationError
 from state.memory.backend import MemoryBackend
-from state.memory.errors import BackendUnavailable
+from state.memory.errors import BackendRejected, BackendUnavailable
 
 router = APIRouter(tags=["memory"])
 
 MAX_QUERY_CHARS = 2048  # a query ORs at most 32 words; longer text adds nothing
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class MemoryUnavailable(GatewayError):
@@ -45,6 +47,12 @@ def memory_backend(request: Request) -> MemoryBackend:
     """FastAPI dependency: the process's one memory backend, opened in the app lifespan."""
     backend: MemoryBackend = request.app.state.memory_backend
     return backend
+
+
+def _refused(name: str, rule: str, message: str) -> SchemaValidationError:
+    return SchemaValidationError(
+        schema_id="request", field=f"/query/{name}", rule=rule, message=message
+    )
 
 
 def _hit(hit: RecallHit) -> dict[str, Any]:
@@ -86,9 +94,10 @@ async def recall(
         try:
             check_part(name, value)
         except MemoryKeyError as exc:  # a part no memory key can hold ('/', control chars)
-            raise SchemaValidationError(
-                schema_id="request", field=f"/query/{name}", rule="scope", message=str(exc)
-            ) from None
+            raise _refused(name, "scope", str(exc)) from None
+    if session_id is not None and _CONTROL.search(session_id):
+        # The events' rule for a session id (it is part of record keys).
+        raise _refused("session_id", "pattern", "session_id must not contain control characters")
     try:
         wanted = RecallQuery(
             tenant=edge.tenant,
@@ -99,9 +108,7 @@ async def recall(
             session_id=session_id,
         )
     except ValueError as exc:  # a query of blanks only
-        raise SchemaValidationError(
-            schema_id="request", field="/query/query", rule="minLength", message=str(exc)
-        ) from None
+        raise _refused("query", "minLength", str(exc)) from None
     try:
         hits = await backend.recall(wanted)
     except BackendUnavailable as exc:
@@ -111,4 +118,6 @@ async def recall(
             headers={"Retry-After": str(retry)},
             retry_after_s=retry,
         ) from None
+    except BackendRejected as exc:  # the backend refused the query itself: the caller's input
+        raise _refused(exc.field or "query", "backend", str(exc)) from None
     return {"results": [_hit(hit) for hit in hits], **scope}

@@ -88,6 +88,7 @@ async def test_recall_refuses_bad_parameters_with_the_field_named(
             ("/query/top_k", "maximum"): {"query": "x", "top_k": 51},
             ("/query/query", "required"): {},
             ("/query/query", "minLength"): {"query": "   "},
+            ("/query/session_id", "pattern"): {"query": "x", "session_id": "s\x00"},
         }
         for (field, rule), params in cases.items():
             refused = await client.get("/v1/memory/recall", params=params, headers=headers)
