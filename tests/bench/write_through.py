@@ -185,6 +185,7 @@ def _high_watermarks(settings: Settings, topic: str) -> dict[int, int]:
 async def send_at_rate(base: str, token: str, tenant: str) -> dict[str, float]:
     """Post RATE events/s for SECONDS (open loop); event id -> when its 2xx arrived."""
     acked: dict[str, float] = {}
+    transport_retries: list[int] = []
     requests = int(RATE * SECONDS / PER_REQUEST)
     interval = PER_REQUEST / RATE
     headers = {"Authorization": f"Bearer {token}"}
@@ -195,7 +196,18 @@ async def send_at_rate(base: str, token: str, tenant: str) -> dict[str, float]:
 
         async def post(n: int) -> None:
             events = [user_message(tenant, n * PER_REQUEST + i) for i in range(PER_REQUEST)]
-            response = await client.post("/v1/events/conversation.inbound", json={"events": events})
+            for attempt in range(3):
+                try:
+                    response = await client.post(
+                        "/v1/events/conversation.inbound", json={"events": events}
+                    )
+                    break
+                except httpx.TransportError:
+                    # A keep-alive connection the server closed as it was reused: the events
+                    # carry their ids, so sending them again makes no second memory.
+                    transport_retries.append(n)
+                    if attempt == 2:
+                        raise
             response.raise_for_status()
             now = time.time()
             acked.update((event["event_id"], now) for event in events)
@@ -208,6 +220,8 @@ async def send_at_rate(base: str, token: str, tenant: str) -> dict[str, float]:
                 await asyncio.sleep(delay)
             tasks.append(asyncio.create_task(post(n)))
         await asyncio.gather(*tasks)
+    if transport_retries:
+        print(f"  {len(transport_retries)} requests sent again after a connection error")
     return acked
 
 
