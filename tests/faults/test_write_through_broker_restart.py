@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 
 import pytest
 
+from infra.stack.errors import StackError
 from infra.stack.kafka import kafka_running, start_kafka, stop_kafka
 from soma.settings import Settings
 from tests.support.flows import WorkerProcess
@@ -20,6 +22,23 @@ from tests.support.write_through import (
 )
 
 pytestmark = [pytest.mark.fault, pytest.mark.integration]
+
+
+def restart(stack: Settings, attempts: int = 5) -> None:
+    """Start the broker again, whatever it takes: every later test needs it.
+
+    Its port may be held for a moment by a client socket that happened to get it as its
+    ephemeral port (the stack's ports lie in Linux's ephemeral range), so a failed start is
+    tried again after a pause.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            start_kafka(stack)
+            return
+        except StackError:
+            if attempt == attempts:
+                raise
+            time.sleep(2.0 * attempt)  # not awaiting a condition: giving the port time to free
 
 
 def test_broker_restart_mid_run_keeps_every_event_exactly_once(
@@ -42,7 +61,7 @@ def test_broker_restart_mid_run_keeps_every_event_exactly_once(
         stopped_at = stored_count(memory_schema, tenants)
         assert stopped_at < len(traffic), "the broker stopped after the run"
     finally:
-        start_kafka(stack)
+        restart(stack)
     assert kafka_running(stack)
     # A worker whose commit steps cannot finish exits rather than ack (flows/kit/commit.py);
     # the plane's supervisor would start it again: so does the test, with the same state.
