@@ -178,8 +178,12 @@ class SeekFirstRecovery(Recovery):
                 consumer.earliest_offsets(*never),
                 timeout=self.app.conf.broker_request_timeout,
             )
-            for tp, offset in earliest.items():
-                await consumer.seek(tp, offset)
+            # seek_wait, not seek: Faust's aiokafka driver runs `seek` straight on the consumer
+            # thread's client from this thread. Here the fetcher may already be running (it read
+            # the changelogs), and a seek that races its fetch left that fetch waiting forever:
+            # a worker restored from its changelogs then processed nothing (seen here).
+            # `seek_wait` makes the seek on the consumer's own thread and waits for it.
+            await consumer.seek_wait(dict(earliest))
 
 
 class SomaTableManager(TableManager):
