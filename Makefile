@@ -79,8 +79,9 @@ test: install browser lint typecheck docs stack-up rules ## Lint, typecheck, doc
 	$(BIN)/soma db upgrade
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-bench: stack-up ## Benchmarks: gateway ingest vs raw confluent-kafka, latency; flow scale-out; replication; replay and archives
+bench: db ## Benchmarks: gateway ingest, write-through, flow scale-out, replication, replay and archives (each against a raw loop)
 	$(BIN)/python -m tests.bench.gateway_ingest
+	$(BIN)/python -m tests.bench.write_through
 	$(BIN)/python -m tests.bench.flow_scale
 	$(BIN)/python -m tests.bench.replication
 	$(BIN)/python -m tests.bench.replay

@@ -109,6 +109,7 @@ class FlowContext(Protocol):
 
     settings: Settings
     resources: Any  # what `FlowSpec.resources` opened, or None
+    partitions: int  # partitions of every source topic (they are co-partitioned)
 
     def table(self, name: str) -> TableView: ...
 

@@ -17,7 +17,7 @@ from gateway.middleware import (
     UnexpectedErrorMiddleware,
 )
 from gateway.openapi import install_openapi
-from gateway.routes import admin, audit, dlq, dlq_page, events, health, memory, session
+from gateway.routes import admin, audit, dlq, dlq_page, events, health, memory, recall, session
 from gateway.routes import state as state_routes
 from soma.metrics import (
     GATEWAY_PRODUCE_FAILURES,
@@ -27,6 +27,7 @@ from soma.metrics import (
 )
 from soma.settings import Settings, get_settings
 from state.dead_letters import DeadLetters
+from state.memory.factory import memory_backend
 from state.reads import StateReader
 from topics.admin import admin_client
 from topics.producer import EventProducer
@@ -50,9 +51,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.state_reader = StateReader(settings)
         app.state.dead_letters = DeadLetters(settings, app.state.state_reader, app.state.producer)
+        # Connects on first use: a backend that is down answers recall with 503, not a crash.
+        app.state.memory_backend = memory_backend(settings)
         try:
             yield
         finally:
+            await app.state.memory_backend.aclose()
             # Flush what is in flight so accepted requests' records are not dropped on shutdown.
             app.state.producer.close(settings.produce_timeout_s)
             await app.state.redis.aclose()
@@ -81,7 +85,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(UnexpectedErrorMiddleware)
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(MetricsMiddleware)
-    for module in (session, memory, events, state_routes, admin, audit, dlq, dlq_page, health):
+    for module in (
+        session,
+        memory,
+        recall,
+        events,
+        state_routes,
+        admin,
+        audit,
+        dlq,
+        dlq_page,
+        health,
+    ):
         app.include_router(module.router)
     install_openapi(app, settings)
     return app

@@ -90,6 +90,7 @@ class TableOverlay:
 class _Context:
     settings: Settings
     resources: Any
+    partitions: int
     views: dict[str, _PendingView]
 
     def table(self, name: str) -> _PendingView:
@@ -369,7 +370,7 @@ class FlowRuntime:
             return
 
     async def _call(self, events: list[Event], views: dict[str, _PendingView]) -> BatchResult:
-        ctx = _Context(self.settings, self.resources, views)
+        ctx = _Context(self.settings, self.resources, self.partitions, views)
         result = self.spec.handler(events, ctx)
         if inspect.isawaitable(result):
             result = await result

@@ -172,7 +172,9 @@ async def earliest_offset(app: faust.App, tp: TP) -> int:
 
 async def seek(app: faust.App, tp: TP, offset: int) -> None:
     """Fetch `tp` again from `offset`."""
-    await app.consumer.seek(tp, offset)
+    # On the consumer's own thread and awaited: a seek made from this thread can race the
+    # fetcher and leave its fetch waiting forever (see `_rewind_uncommitted`).
+    await app.consumer.seek_wait({tp: offset})
 
 
 def assigned_actives(app: faust.App) -> set[TP]:
@@ -264,8 +266,12 @@ class SeekFirstRecovery(Recovery):
                 consumer.earliest_offsets(*never),
                 timeout=self.app.conf.broker_request_timeout,
             )
-            for tp, offset in earliest.items():
-                await consumer.seek(tp, offset)
+            # seek_wait, not seek: Faust's aiokafka driver runs `seek` straight on the consumer
+            # thread's client from this thread. Here the fetcher may already be running (it read
+            # the changelogs), and a seek that races its fetch left that fetch waiting forever:
+            # a worker restored from its changelogs then processed nothing (seen here).
+            # `seek_wait` makes the seek on the consumer's own thread and waits for it.
+            await consumer.seek_wait(dict(earliest))
             return {tp: int(offset) for tp, offset in earliest.items()}
         return {}
 

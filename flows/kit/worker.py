@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -223,4 +224,19 @@ def run_worker(
 ) -> None:
     """Start the worker and block until it is stopped (SIGTERM/SIGINT stop it cleanly)."""
     app, _ = prepare_worker(name, port=port, data_dir=data_dir, app_id=app_id)
+    tune_garbage_collector()
     faust.Worker(app, loglevel=loglevel).execute_from_commandline()
+
+
+# A worker allocates a few short-lived objects per event and keeps a large, long-lived heap
+# (Faust, the broker clients, buffered records); with CPython's default gen-0 threshold (700)
+# collections ran every few events and walked that heap. Measured on the write-through flow
+# (20k events): 440-500 us of CPU per event by default, 340-365 us with these thresholds.
+GC_THRESHOLDS = (50_000, 20, 100)
+
+
+def tune_garbage_collector() -> None:
+    """Collect less often, and leave what start-up built out of every later collection."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)

@@ -47,13 +47,6 @@ REPO = Path(__file__).resolve().parents[2]
 # not exist yet. Everything else on the dashboards and in the alerts must have live series.
 NOT_EXPORTED_YET = {
     "soma_outbox_": "the outbox-drain flow (not built yet) exports the outbox series",
-    "soma_replication_": "replication lag is exported per tenant once memory.wal holds records; "
-    "nothing in the live load writes memory yet (write-through is not in it)",
-    'flow="write-through"': "WAL lag is the write-through flow's group lag; no such flow yet",
-    "soma_memory_backend_": "exported by a process running a memory backend: write-through "
-    "and outbox-drain (not built yet); no running process opens one today",
-    "soma_flow_events_out": "session-counts declares no output topic; write-through "
-    "(-> memory.wal) will be the first flow with one",
 }
 _SUFFIXES = ("_total", "_bucket", "_count", "_sum")
 

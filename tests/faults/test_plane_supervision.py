@@ -108,7 +108,13 @@ def test_supervisor_restarts_killed_processes_and_status_tells_the_truth(plane: 
     status = plane.status()
     # Every process the specs derive, no more, no less.
     assert set(status) == {p.name for p in plane_processes(plane.settings)}
-    assert {"gateway", "lag-exporter", "flow-session-counts-1", "flow-dlq-index-1"} <= set(status)
+    assert {
+        "gateway",
+        "lag-exporter",
+        "flow-session-counts-1",
+        "flow-dlq-index-1",
+        "flow-write-through-1",
+    } <= set(status)
     assert all(row["state"] == "running" and row["restarts"] == "0" for row in status.values())
 
     token = issue_token(plane.settings, "acme")

@@ -166,7 +166,7 @@ def test_a_second_somabrain_as_the_replica_through_the_same_client(
         free_port(),
         tmp_path / "sb",
         tmp_path / "sb.log",
-        extra_env={"SOMA_REPLICA_BASE_URL": standin.url, "SOMA_REPLICA_API_TOKEN": standin.token},
+        env={"SOMA_REPLICA_BASE_URL": standin.url, "SOMA_REPLICA_API_TOKEN": standin.token},
     ).start()
     try:
         worker.wait_ready()

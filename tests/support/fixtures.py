@@ -83,3 +83,44 @@ def session_counts_group(tmp_path: Path) -> Iterator[tuple[Settings, str]]:
         print("KEPT", settings.topic_prefix, app_id)
         return
     delete_test_topics(settings, app_id)
+
+
+@pytest.fixture
+def write_through_stack(tmp_path: Path) -> Iterator[tuple[Settings, str]]:
+    """(settings with a fresh topic prefix and every write-through topic, a fresh app id)."""
+    from tests.support.write_through import TOPICS
+
+    settings = isolated_settings(stack_dir=tmp_path)
+    app_id = f"wt-{uuid.uuid4().hex[:10]}"
+    create_topics(settings, TOPICS)
+    yield settings, app_id
+    delete_test_topics(settings, app_id)
+
+
+@pytest.fixture
+def write_through_worker_factory(
+    write_through_stack: tuple[Settings, str], tmp_path: Path
+) -> Iterator[Callable[..., WorkerProcess]]:
+    """`make(data_dir_name, env={...}, failpoint=None)`: write-through workers, stopped after."""
+    settings, app_id = write_through_stack
+    started: list[WorkerProcess] = []
+
+    def make(
+        data_dir: str, env: dict[str, str] | None = None, failpoint: str | None = None
+    ) -> WorkerProcess:
+        worker = WorkerProcess(
+            "write-through",
+            settings,
+            app_id,
+            free_port(),
+            tmp_path / data_dir,
+            tmp_path / f"{data_dir}.log",
+            failpoint=failpoint,
+            env=env or {},
+        )
+        started.append(worker.start())
+        return worker
+
+    yield make
+    for worker in started:
+        worker.stop()

@@ -39,7 +39,7 @@ class WorkerProcess:
     data_dir: Path
     log_path: Path
     failpoint: str | None = None  # SOMA_FAILPOINT for this run (flows/failpoints.py)
-    extra_env: dict[str, str] = field(default_factory=dict)  # e.g. SOMA_REPLICA_DSN
+    env: dict[str, str] = field(default_factory=dict)  # more SOMA_* settings for this worker
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
 
     @property
@@ -52,8 +52,8 @@ class WorkerProcess:
             "SOMA_TOPIC_PREFIX": self.settings.topic_prefix,
             "SOMA_KAFKA_BOOTSTRAP": self.settings.kafka_bootstrap,
             "SOMA_STACK_DIR": str(self.settings.stack_dir),
+            **self.env,
         }
-        env.update(self.extra_env)
         env.pop("SOMA_FAILPOINT", None)
         if self.failpoint:
             env["SOMA_FAILPOINT"] = self.failpoint

@@ -1,0 +1,184 @@
+"""Always-on flow: every message, tool result and memory write to the memory backend, then the WAL.
+
+Per batch (`processors/write_batch.py` plans it): replays are skipped; the turn links the batch
+completes are recorded, then the writes in one `remember_batch`; each acknowledged write
+becomes a `memory.wal` record, sent by the kit inside its commit order (so the WAL never names
+a write the backend does not have, and never misses one whose offset is committed). When the
+backend is down (probe down, breaker open, BackendUnavailable) the writes become
+`memory.outbox` items carrying everything needed to replay them, links included, and the
+partition moves on. A write the backend rejects is dead-lettered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from flows.kit.handover import Handover
+from flows.spec import BatchResult, FlowContext, FlowSpec, Output, Rejected, TableSpec
+from processors.intake import Event
+from processors.memory import MemoryLink
+from processors.memory_keys import parse_memory_key
+from processors.source_positions import NO_POSITIONS, SourcePositions, position_key
+from processors.turn_links import NO_TURNS, PlannedLink, SessionTurns
+from processors.write_batch import BatchPlan, plan_batch
+from processors.write_plan import SOURCE_KINDS
+from processors.write_records import divert_to_outbox, outbox_item, wal_record
+from soma.settings import Settings
+from state.memory.backend import MemoryBackend
+from state.memory.errors import BackendRejected, BackendUnavailable
+from state.memory.watch import WatchedBackend, watched_backend  # backends' clients load lazily
+
+log = logging.getLogger(__name__)
+
+WAL, OUTBOX = "memory.wal", "memory.outbox"
+SESSIONS, POSITIONS = "session_turns", "source_positions"
+LINK_CONCURRENCY = 4  # link calls in flight per batch: well inside the backend's pool
+
+
+@dataclass
+class WriteThroughResources:
+    """What one worker keeps: the watched backend, its hand-over checks, whether it parks."""
+
+    watched: WatchedBackend
+    handover: Handover
+    parking: bool = False
+
+
+@asynccontextmanager
+async def open_backend(settings: Settings) -> AsyncIterator[WriteThroughResources]:
+    """The worker's memory backend, opened once and probed in the background."""
+    async with watched_backend(settings) as watched:
+        handover = Handover(SPEC.name, SPEC.outputs, window=SPEC.batch.max_events)
+        yield WriteThroughResources(watched, handover)
+
+
+async def write_through(events: Sequence[Event], ctx: FlowContext) -> BatchResult:
+    """Plan the batch, deliver its writes (or park them), and return WAL/outbox outputs."""
+    resources: WriteThroughResources = ctx.resources
+    prefix = ctx.settings.topic_prefix
+    keys = {p: position_key(p, ctx.partitions) for p in {e.partition for e in events}}
+    found = {p: ctx.table(POSITIONS).get(key) for p, key in keys.items()}
+    plan = plan_batch(
+        events,
+        kinds={f"{prefix}{topic}": kind for topic, kind in SOURCE_KINDS.items()},
+        namespace=ctx.settings.namespace,
+        partitions=ctx.partitions,
+        sessions=ctx.table(SESSIONS).get,
+        positions=ctx.table(POSITIONS).get,
+        now_ms=int(time.time() * 1000),
+    )
+    rejected = [Rejected(event, error) for event, error in plan.refused]
+    writes: dict[str, Any] = {SESSIONS: plan.sessions, POSITIONS: plan.positions}
+    outputs: list[Output] = []
+    checked: set[int] = set()
+    if plan.writes:
+        outputs, refused = await _deliver(resources, plan)
+        rejected.extend(refused)
+        handover = resources.handover
+        outputs, checked = await handover.drop_sent(ctx.settings, outputs, found, events)
+    written = {p: plan.positions[key] for p, key in keys.items()}
+    resources.handover.finish(found, written, checked)
+    return BatchResult(writes=writes, outputs=outputs, rejected=rejected)
+
+
+async def _deliver(
+    resources: WriteThroughResources, plan: BatchPlan
+) -> tuple[list[Output], list[Rejected]]:
+    backend = resources.watched.backend
+    health = resources.watched.health()
+    if health is not None and divert_to_outbox(health):
+        return _park(resources, plan, f"memory backend down: {health.detail}", attempts=0), []
+    try:
+        # Links first: if they fail the batch is parked whole, and no write is ever stored
+        # without the WAL record or outbox item that accounts for it.
+        await _record_links(backend, plan.all_links())
+        results = await backend.remember_batch([planned.write for planned in plan.writes])
+    except BackendUnavailable as exc:
+        return _park(resources, plan, str(exc), attempts=1), []
+    except BackendRejected as exc:
+        if len(plan.writes) == 1:
+            return [], [Rejected(plan.writes[0].event, exc)]
+        raise  # the kit halves the batch until the rejected write stands alone
+    if resources.parking:
+        resources.parking = False
+        log.warning("write-through: memory backend takes writes again; WAL resumes")
+    acknowledged = datetime.now(UTC)
+    outputs = [
+        Output(WAL, wal_record(planned, result, acknowledged), cause=planned.event)
+        for planned, result in zip(plan.writes, results, strict=True)
+    ]
+    return outputs, []
+
+
+def _park(
+    resources: WriteThroughResources, plan: BatchPlan, error: str, *, attempts: int
+) -> list[Output]:
+    if not resources.parking:
+        resources.parking = True  # one line per outage, not one per batch
+        log.warning("write-through: parking writes in %s (%s)", OUTBOX, error)
+    now = datetime.now(UTC)
+    return [
+        Output(
+            OUTBOX,
+            outbox_item(planned, links, error=error, attempts=attempts, now=now),
+            cause=planned.event,
+        )
+        for planned, links in zip(plan.writes, plan.links, strict=True)
+    ]
+
+
+async def _record_links(backend: MemoryBackend, links: Sequence[PlannedLink]) -> None:
+    """Record links, a few at a time; the first failure cancels the rest and is raised."""
+    if not links:
+        return
+    gate = asyncio.Semaphore(LINK_CONCURRENCY)
+
+    async def one(link: MemoryLink) -> None:
+        async with gate:
+            await backend.link(link)
+
+    try:
+        async with asyncio.TaskGroup() as group:
+            for planned in links:
+                group.create_task(one(_memory_link(planned)))
+    except BaseExceptionGroup as failed:
+        raise failed.exceptions[0] from None
+
+
+def _memory_link(planned: PlannedLink) -> MemoryLink:
+    # Both ends of a turn are written in one scope (tenant, SOMA_NAMESPACE, default universe).
+    scope, _ = parse_memory_key(planned.from_key)
+    return MemoryLink(
+        tenant=scope.tenant,
+        namespace=scope.namespace,
+        universe=scope.universe,
+        from_key=planned.from_key,
+        to_key=planned.to_key,
+        type=planned.type.value,
+    )
+
+
+SPEC = FlowSpec(
+    name="write-through",
+    app_id="soma-write-through",
+    description="conversation, tool and memory events to the memory backend exactly once in "
+    "effect; acknowledged writes to memory.wal, unreachable backend to memory.outbox",
+    sources=tuple(SOURCE_KINDS),
+    handler=write_through,
+    # Positions first: the kit writes tables in this order right after the outputs are
+    # acknowledged, so the local store learns the batch is finished as early as it can; turn
+    # state lost to a crash in between is rebuilt by the replay (processors/write_batch.py).
+    tables=(
+        TableSpec(POSITIONS, SourcePositions.to_dict, SourcePositions.from_dict, NO_POSITIONS),
+        TableSpec(SESSIONS, SessionTurns.to_dict, SessionTurns.from_dict, NO_TURNS),
+    ),
+    outputs=(WAL, OUTBOX),
+    resources=open_backend,
+)

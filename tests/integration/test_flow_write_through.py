@@ -1,0 +1,74 @@
+"""The write-through worker on the real broker and Postgres: every event remembered once, one WAL
+record per write, turns linked whatever order their ends arrive in, refusals dead-lettered."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+import pytest
+
+from soma.settings import Settings
+from tests.support.flows import WorkerProcess, wait_committed
+from tests.support.write_events import memory_write
+from tests.support.write_through import (
+    SOURCES,
+    TrafficProducer,
+    duplicates,
+    planned,
+    stored,
+    stored_links,
+    topic_values,
+    turn_links,
+    turn_traffic,
+)
+
+pytestmark = pytest.mark.integration
+
+
+def test_every_event_is_remembered_once_with_its_wal_record_and_turn_links(
+    write_through_stack: tuple[Settings, str],
+    write_through_worker_factory: Callable[..., WorkerProcess],
+    memory_schema: Settings,
+) -> None:
+    settings, app_id = write_through_stack
+    tenants = [f"wt{uuid.uuid4().hex[:8]}", f"wt{uuid.uuid4().hex[:8]}"]
+    producer = TrafficProducer(settings)
+    traffic = turn_traffic(tenants, sessions=4, turns=60, writes=30)
+    refused = memory_write(tenants[0], "bad", 0, namespace="no/slash")  # valid JSON, no scope
+    producer.send([*traffic, ("memory.requests", refused)])
+    producer.flush()
+
+    write_through_worker_factory("w1").wait_ready()
+    for source in SOURCES:
+        wait_committed(settings, app_id, settings.topic_prefix + source)
+
+    expected = planned(traffic)
+    assert len(expected) == len(traffic) == 60 * 3 + 30
+    rows = stored(memory_schema, tenants)
+    assert rows == {key: dict(write.write.value) for key, write in expected.items()}
+
+    wal = topic_values(settings, "memory.wal")
+    assert not duplicates(wal, "idempotency_key"), "one WAL record per write"
+    by_key = {record["memory_key"]: record for record in wal}
+    assert by_key.keys() == expected.keys()
+    for key, record in by_key.items():
+        write = expected[key]
+        assert record["payload"] == dict(write.write.value)
+        assert record["idempotency_key"] == write.idempotency_key
+        assert record["event_id"] == write.write_event["event_id"]
+        assert record["backend"] == "postgres" and record["acknowledged_at"] >= record["event_time"]
+
+    # Turn ends were shuffled before sending: replies often came before their user message.
+    assert stored_links(memory_schema, tenants) == turn_links(traffic)
+    assert len(turn_links(traffic)) == 120
+
+    letters = topic_values(settings, "memory.requests.dlq")
+    assert [(d["reason"], d["error_class"].rsplit(".", 1)[-1]) for d in letters] == [
+        ("rejected", "WriteRefused")
+    ]
+    assert "namespace" in letters[0]["error_message"]
+    assert topic_values(settings, "memory.outbox") == []
+    for source in SOURCES:
+        if source != "memory.requests":
+            assert topic_values(settings, f"{source}.dlq") == []
