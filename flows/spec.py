@@ -13,7 +13,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from processors.dead_letters import DeadLetterReason
+from processors.dead_letters import DeadLetterReason, SourceRecord
 from processors.intake import Event
 from processors.keys import KeyRule
 from processors.policies import (
@@ -90,12 +90,24 @@ class Rejected:
 
 
 @dataclass(frozen=True)
-class BatchResult:
-    """What a handler asks the kit to make durable for one batch."""
+class DeadRow:
+    """A table row a sweep gives up on: dead-lettered as the source record that created it."""
 
-    writes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # table -> key -> value
+    record: SourceRecord  # rebuilt from what the row kept of its source record
+    error: BaseException
+    reason: DeadLetterReason
+    attempts: int
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    """What a handler (or a sweep) asks the kit to make durable for one batch."""
+
+    # table -> key -> value; None deletes the key (a tombstone in its changelog)
+    writes: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     outputs: Sequence[Output] = ()
     rejected: Sequence[Rejected] = ()
+    dead_rows: Sequence[DeadRow] = ()  # sweeps only
 
 
 class TableView(Protocol):
@@ -127,11 +139,51 @@ class WorkerInfo:
 current_worker: ContextVar[WorkerInfo] = ContextVar("current_worker")
 
 
+class SweepContext(FlowContext, Protocol):
+    """A sweep's context: the flow's, plus where its partition's source is committed."""
+
+    partition: int
+    committed_offset: int  # the source offset the group committed for this partition (or -1)
+    fresh: bool  # rows loaded from the store, not swept yet: a previous owner may have acted
+
+
 Handler = Callable[[Sequence[Event], FlowContext], "BatchResult | Awaitable[BatchResult]"]
+# (summaries of the partition's rows by key, context) -> what to make durable
+SweepHandler = Callable[[Mapping[str, Any], SweepContext], Awaitable[BatchResult]]
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """Periodic work over the rows one table holds on each owned partition: retries, timers.
+
+    The kit keeps, per owned partition, a small in-memory summary of every row of `table`
+    (`summarize(value)`), loaded from the local store when the partition is (re)assigned and
+    kept current by every write the flow makes. Every `interval_s` (or at once when woken), it
+    calls `handler(summaries, ctx)` for each owned partition, never while a batch of the flow
+    runs, and makes its result durable in the same commit order as a batch (outputs, then
+    table writes); a sweep commits no offsets. `ctx.table(name).get(key)` reads whole rows.
+    """
+
+    table: str
+    summarize: Callable[[Any], Any]
+    handler: SweepHandler
+    interval_s: float = 1.0
+
+
 Resources = Callable[[Settings], AbstractAsyncContextManager[Any]]
 # The flow's own health from its open resources: a JSON object whose `status` is ok, degraded
 # or down. The worker serves it on GET /health (503 when down or while resources open).
 HealthReport = Callable[[Any], Awaitable[Mapping[str, Any]]]
+
+
+@dataclass(frozen=True)
+class WorkerPage:
+    """An internal page of each worker of a flow (only the gateway's credential may call it)."""
+
+    method: str  # GET or POST
+    path: str  # e.g. /outbox/summary
+    # (the worker's FlowRuntime, query parameters) -> (HTTP status, JSON body)
+    handler: Callable[[Any, Mapping[str, str]], Awaitable[tuple[int, Mapping[str, Any]]]]
 
 
 @dataclass(frozen=True)
@@ -157,6 +209,10 @@ class FlowSpec:
     retry: RetryPolicy = RETRY_UNTIL_IT_PASSES
     dlq_limit: DlqLimit = DLQ_LIMIT_DEFAULT
     workers: int = 1  # processes `make up` runs in the group
+    sweep: Sweep | None = None  # periodic work over a table's rows (flows/kit/sweeps.py)
+    # Extra worker pages: (method, path, handler(runtime, request params) -> (status, JSON)),
+    # served behind the gateway's internal credential like the state pages.
+    pages: tuple[WorkerPage, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.sources:
@@ -165,6 +221,8 @@ class FlowSpec:
         for page in self.state_pages:
             if page.table not in tables:
                 raise ValueError(f"flow {self.name!r}: page {page.name!r} reads unknown table")
+        if self.sweep is not None and self.sweep.table not in tables:
+            raise ValueError(f"flow {self.name!r}: its sweep reads unknown table")
 
     def table(self, name: str) -> TableSpec[Any]:
         for table in self.tables:

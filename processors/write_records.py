@@ -5,14 +5,14 @@ Nothing here reads a clock: the caller passes the moments.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from processors.backend_policy import BackendHealth, BreakerState, HealthMode
-from processors.memory import RememberResult
+from processors.memory import MemoryWrite, RememberResult
 from processors.turn_links import PlannedLink
-from processors.write_plan import PlannedWrite, rfc3339
+from processors.write_plan import PlannedWrite, parse_time, rfc3339
 
 
 def wal_record(planned: PlannedWrite, result: RememberResult, acknowledged_at: datetime) -> dict:
@@ -82,3 +82,43 @@ def divert_to_outbox(health: BackendHealth | None) -> bool:
         and health.mode is HealthMode.DOWN
         and health.breaker is BreakerState.CLOSED
     )
+
+
+def wal_record_of_parked(
+    item: Mapping[str, Any],
+    write: MemoryWrite,
+    result: RememberResult,
+    source: Mapping[str, Any],
+    acknowledged_at: datetime,
+) -> dict:
+    """The `memory_wal` record of a parked write the outbox drain delivered.
+
+    The same record `wal_record` makes for a direct write, except its source: the
+    `memory.outbox` record the write was parked as (the original event's position is not kept).
+    """
+    written = item["write"]
+    occurred = parse_time(written.get("occurred_at")) or parse_time(item.get("first_failed_at"))
+    record: dict[str, Any] = {
+        "tenant": write.tenant,
+        "idempotency_key": str(item["idempotency_key"]),
+        "event_id": written["event_id"],
+        "session_id": written["session_id"],
+        "source_topic": source["topic"],
+        "source_partition": int(source["partition"]),
+        "source_offset": int(source["offset"]),
+        "memory_id": None,
+        "memory_key": write.key,
+        "namespace": write.namespace,
+        "universe": write.universe,
+        "memory_type": written.get("memory_type") or "episodic",
+        "payload": dict(write.value),
+        "metadata": dict(write.meta),
+        "coordinate": list(result.coordinate) if result.coordinate else None,
+        "acknowledged_at": rfc3339(acknowledged_at),
+        "event_time": rfc3339(occurred or acknowledged_at),
+        "backend": result.backend,
+    }
+    for name in ("request_id", "trace_context"):
+        if written.get(name) is not None:
+            record[name] = written[name]
+    return record

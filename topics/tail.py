@@ -13,13 +13,19 @@ from topics.errors import BrokerUnavailable
 
 
 def keys_since(
-    settings: Settings, topics: Sequence[str], since_ms: int, *, timeout_s: float = 30.0
+    settings: Settings,
+    topics: Sequence[str],
+    since_ms: int,
+    *,
+    timeout_s: float = 30.0,
+    partitions: Sequence[int] | None = None,
 ) -> dict[str, set[str]]:
     """Physical topic -> keys of its records timestamped at or after `since_ms`, up to the end
     each partition had when the read began. Blocking: run it off the event loop.
 
     Reads by assignment (no group join, nothing committed); raises BrokerUnavailable when the
     broker does not answer in time, so a flow retries instead of trusting a partial read.
+    `partitions` limits the read to those partitions of every topic.
     """
     consumer = Consumer(
         {
@@ -36,6 +42,7 @@ def keys_since(
             TopicPartition(topic, partition, since_ms)
             for topic in topics
             for partition in metadata.topics[topic].partitions
+            if partitions is None or partition in partitions
         ]
         starts = consumer.offsets_for_times(wanted, timeout=timeout_s)
         pending: dict[tuple[str, int], int] = {}  # (topic, partition) -> end offset

@@ -17,7 +17,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from faust.types import TP, EventT
@@ -70,6 +70,12 @@ class BatchAbandoned(Exception):  # a control-flow signal, not a failure (not a 
 StoredValue = Callable[[str], "bytes | None"]  # a table key's stored bytes, read as its partition
 
 
+class RowsWritten(Protocol):
+    """Told about every row a flow made durable (the sweep's in-memory summaries)."""
+
+    def row_written(self, table: str, partition: int, key: str, value: Any) -> None: ...
+
+
 class TableOverlay:
     """A table as one batch sees it: stored values under the writes of the batch so far."""
 
@@ -81,7 +87,8 @@ class TableOverlay:
 
     def get(self, key: str) -> Any:
         if key in self.writes:
-            return self.writes[key]
+            written = self.writes[key]
+            return self._default if written is None else written  # None: deleted
         raw = self._stored(key)
         return self._default if raw is None else self._decode(orjson.loads(raw))
 
@@ -105,7 +112,10 @@ class _PendingView:
         self.pending: dict[str, Any] = {}
 
     def get(self, key: str) -> Any:
-        return self.pending[key] if key in self.pending else self.base.get(key)
+        if key in self.pending:
+            written = self.pending[key]
+            return self.base._default if written is None else written  # None: deleted
+        return self.base.get(key)
 
 
 @dataclass
@@ -149,6 +159,10 @@ class FlowRuntime:
         self._positions: dict[TP, int] = {}  # next offset to process, per stream partition
         self._positions_generation = -2
         self._seeking: dict[TP, int] = {}  # partitions sought back to a missing offset
+        self._committed: dict[TP, int] = {}  # the group's committed offset, per stream partition
+        # Batches and sweeps take turns: a sweep never sees a batch's writes half made.
+        self.lock = asyncio.Lock()
+        self.sweeper: RowsWritten | None = None  # told about every row the flow writes
         # Label lookups cost more than the increment: bind each source's counter once.
         self._events_in = {
             name: metrics.FLOW_EVENTS_IN.labels(self.spec.name, name) for name in self.sources
@@ -158,6 +172,10 @@ class FlowRuntime:
 
     async def process(self, events: Sequence[EventT]) -> None:
         """Run one batch through the commit order (flows/kit/commit.py)."""
+        async with self.lock:
+            await self._process(events)
+
+    async def _process(self, events: Sequence[EventT]) -> None:
         started = time.perf_counter()
         flow = self.spec.name
         generation = self.generation()
@@ -202,10 +220,7 @@ class FlowRuntime:
         was not delivered (the partition is sought back to it, and what arrives until it does
         is left for redelivery). Faust's own bookkeeping counts such a jump as processed.
         """
-        generation, starts = self.start_positions()
-        if generation != self._positions_generation:
-            self._positions, self._positions_generation = dict(starts), generation
-            self._seeking.clear()
+        self.sync_generation()
         owned = self.owned()
         live: list[EventT] = []
         left: dict[str, list[str]] = {}
@@ -236,6 +251,18 @@ class FlowRuntime:
         if left:
             log.info("%s: left for redelivery: %s", self.spec.name, left)
         return live
+
+    def sync_generation(self) -> None:
+        """Start tracking positions afresh when a rebalance completed since the last look."""
+        generation, starts = self.start_positions()
+        if generation != self._positions_generation:
+            self._positions, self._positions_generation = dict(starts), generation
+            self._committed = dict(starts)  # where a partition resumed is what was committed
+            self._seeking.clear()
+
+    def committed_offset(self, tp: TP) -> int:
+        """The offset the group committed for `tp` in this generation, -1 when unknown."""
+        return self._committed.get(tp, -1)
 
     async def _missing_is_gone(self, tp: TP, position: int, offset: int) -> bool:
         if tp.topic in self._compacted:
@@ -273,8 +300,8 @@ class FlowRuntime:
         owned = self.owned()
         touched = {event.message.tp for event in live}
         offsets = {tp: self._positions[tp] for tp in touched if tp in owned}
-        if offsets:
-            await self.commit_offsets(offsets)
+        if offsets and await self.commit_offsets(offsets):
+            self._committed.update(offsets)
 
     def _reader(self, table: str, by_partition: Mapping[int, EventT]) -> StoredValue:
         """Reads of `table` for one batch, each made as an event of the key's partition.
@@ -420,30 +447,55 @@ class FlowRuntime:
                 disown(event)  # lost during the batch: drop its writes and outputs below
         by_partition = {e.message.partition: e for e in kept}
         records = [
-            self._dead_letter_record(d) for d in outcome.dead if d.record.partition in by_partition
+            self.dead_letter_record(d) for d in outcome.dead if d.record.partition in by_partition
         ]
         outputs = [
             o for o in outcome.outputs if o.cause is None or o.cause.partition in by_partition
         ]
-        records.extend(self._output_record(o) for o in outputs)
+        records.extend(self.output_record(o) for o in outputs)
+        # Keys of partitions lost during the batch are dropped: the new owner replays.
+        await self.make_durable(
+            records,
+            {name: overlay.writes for name, overlay in overlays.items()},
+            by_partition,
+            outcome.dead,
+            outputs,
+        )
+        observe_latency(self.spec.name, "processed", (e.message.timestamp for e in kept))
+
+    async def make_durable(
+        self,
+        records: list[OutgoingRecord],
+        table_writes: Mapping[str, Mapping[str, Any]],
+        by_partition: Mapping[int, EventT],
+        dead: Sequence[DeadLetter],
+        outputs: Sequence[Output],
+    ) -> None:
+        """Commit order steps 2 and 3 for outputs and dead letters already built, and the
+        table writes of the partitions in `by_partition` (each written as that event)."""
         writes: list[tuple[DurableTable, TableWrites]] = []
-        for name, overlay in overlays.items():
+        written: list[tuple[str, int, str, Any]] = []
+        for name, changed in table_writes.items():
             encode = self.spec.table(name).encode
-            rows = [
-                (key.encode(), orjson.dumps(encode(value)), by_partition[partition])
-                for key, value in overlay.writes.items()
-                # Keys of partitions lost during the batch are dropped: the new owner replays.
-                if (partition := self.partition_of(name, key)) in by_partition
-            ]
+            rows = []
+            for key, value in changed.items():
+                partition = self.partition_of(name, key)
+                if partition not in by_partition:
+                    continue
+                raw = None if value is None else orjson.dumps(encode(value))
+                rows.append((key.encode(), raw, by_partition[partition]))
+                written.append((name, partition, key, value))
             writes.append((self.tables[name], rows))
             metrics.FLOW_TABLE_WRITES.labels(self.spec.name, name).inc(len(rows))
         if self.producer is None:
             raise RuntimeError("the flow's producer is not open")
         await commit_batch(self.producer, records, writes, on_retry=self._count_retry)
-        observe_latency(self.spec.name, "processed", (e.message.timestamp for e in kept))
-        for dead in outcome.dead:
+        if self.sweeper is not None:
+            for name, partition, key, value in written:
+                self.sweeper.row_written(name, partition, key, value)
+        for letter in dead:
             metrics.FLOW_DEAD_LETTERS.labels(
-                self.spec.name, dead.record.topic, dead.reason.value
+                self.spec.name, letter.record.topic, letter.reason.value
             ).inc()
         for output in outputs:
             metrics.FLOW_EVENTS_OUT.labels(self.spec.name, output.topic).inc()
@@ -451,13 +503,13 @@ class FlowRuntime:
     def _count_retry(self, error: BaseException) -> None:
         metrics.FLOW_RETRIES.labels(self.spec.name, type(error).__name__).inc()
 
-    def _dead_letter_record(self, dead: DeadLetter) -> OutgoingRecord:
+    def dead_letter_record(self, dead: DeadLetter) -> OutgoingRecord:
         source = self.sources[dead.record.topic]
         assert source.dlq is not None, f"{source.name} has no dead-letter topic"
         dlq = self.registry.get(source.dlq.removeprefix(self.settings.topic_prefix))
         return dead_letter_record(dead, dlq, flow=self.spec.name, consumer_group=self.app_id)
 
-    def _output_record(self, output: Output) -> OutgoingRecord:
+    def output_record(self, output: Output) -> OutgoingRecord:
         if output.topic not in self.spec.outputs:
             raise ValueError(f"{self.spec.name} does not declare output topic {output.topic!r}")
         cause = output.cause

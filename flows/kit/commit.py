@@ -78,7 +78,8 @@ log = logging.getLogger(__name__)
 EXIT_BATCH_FAILED = 70  # EX_SOFTWARE: the supervisor restarts the worker, Kafka replays the batch
 OUTPUT_BACKOFF = Backoff(base_s=0.2, cap_s=5.0)
 
-TableWrites = Sequence[tuple[bytes, bytes, EventT]]  # (key, value, an event of the key's partition)
+# (key, value or None to delete it, an event of the key's partition)
+TableWrites = Sequence[tuple[bytes, "bytes | None", EventT]]
 
 
 async def send_durably(
@@ -116,7 +117,10 @@ async def write_tables(writes: Iterable[tuple[DurableTable, TableWrites]]) -> in
     for table, rows in tables:
         for key, value, event in rows:
             with acting_for(event):
-                table[key] = value
+                if value is not None:
+                    table[key] = value
+                elif key in table:
+                    del table[key]  # a tombstone in the changelog
             written += 1
     failpoint(AFTER_LOCAL_WRITE)
     for table, _ in tables:

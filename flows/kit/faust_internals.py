@@ -24,6 +24,10 @@ What is here and why:
   tracking. Recovery records where each stream partition resumes in a generation; the kit
   processes a partition's records only in offset order from there, seeks back when records
   are missing that the log still holds, and commits the next offset it has not processed.
+- `partition_event`, `partition_rows`: what a sweep (flows/kit/sweeps.py) needs to work on one
+  partition's rows with no source event at hand: a stand-in current event naming the
+  partition (the store and the changelog read only `message.partition` and `message.topic`
+  of it), and the rows of that partition's RocksDB database.
 - `SeekFirstRecovery` / `SomaTableManager`: recovery that seeks stream partitions to their
   committed offsets before resuming them, and rewinds never-committed partitions to their
   earliest offset. Stock 0.15.3 resumes first and seeks after, so records fetched in between
@@ -68,6 +72,9 @@ UPSTREAM: tuple[str, ...] = (
     "faust.transport.consumer:Consumer.perform_seek",  # fills _committed_offset (start positions)
     "faust.transport.drivers.aiokafka:AIOKafkaConsumerThread.call_thread",  # commit_offsets
     "faust.transport.drivers.aiokafka:AIOKafkaConsumerThread._commit",  # commit_offsets mirrors it
+    "faust.stores.rocksdb:Store._set",  # a write goes to the current event's partition DB
+    "faust.stores.rocksdb:Store._db_for_partition",  # partition_rows
+    "faust.stores.rocksdb:Store._visible_items",  # partition_rows
 )
 
 
@@ -104,6 +111,34 @@ def acting_for(event: EventT) -> Iterator[None]:
         yield
     finally:
         faust_streams._current_event.reset(token)
+
+
+class _PartitionMessage:
+    __slots__ = ("__weakref__", "partition", "topic")
+
+    def __init__(self, topic: str, partition: int) -> None:
+        self.topic, self.partition = topic, partition
+
+
+class _PartitionEvent:
+    """Stands in for a source event of `partition` while a sweep writes its table rows."""
+
+    __slots__ = ("__weakref__", "message")
+
+    def __init__(self, topic: str, partition: int) -> None:
+        self.message = _PartitionMessage(topic, partition)
+
+
+def partition_event(topic: str, partition: int) -> EventT:
+    """An event-like object of `topic[partition]`, for `acting_for` outside any batch."""
+    return cast(EventT, _PartitionEvent(topic, partition))
+
+
+def partition_rows(table: DurableTable, partition: int) -> Iterator[tuple[bytes, bytes]]:
+    """Every (key, value) the local store holds for `partition` of `table`."""
+    store = cast(Any, table.data)
+    database = store._db_for_partition(partition)
+    yield from store._visible_items(database)
 
 
 def disown(event: EventT) -> None:

@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from flows.kit.batches import FlowRuntime
 from flows.kit.faust_internals import assigned_actives, worker_ready
-from flows.spec import StatePage
+from flows.spec import StatePage, WorkerPage
 from processors.scan import ScanQuery, decode_cursor, select
 from soma.secrets import INTERNAL_HEADER, internal_token
 
@@ -40,6 +40,8 @@ def register_pages(app: faust.App, runtime: FlowRuntime, source: str) -> None:
     for page in spec.state_pages:
         _register_state_page(app, runtime, page, source, token)
         _register_scan_page(app, runtime, page, source, token)
+    for extra in spec.pages:
+        _register_worker_page(app, runtime, extra, token)
 
 
 def scan_query(params: Any, order_by: str) -> ScanQuery:
@@ -118,6 +120,32 @@ def _register_scan_page(
             if runtime.partition_of(page.table, key.decode()) in owned
         )
         return web.json({"rows": select(rows, query), "partitions": sorted(owned)})
+
+
+def _register_worker_page(
+    app: faust.App, runtime: FlowRuntime, page: WorkerPage, token: str
+) -> None:
+    async def answer(web: View, request: Request) -> Response:
+        if not _from_gateway(request, token):
+            return web.json(_REFUSED, status=401)
+        if not worker_ready(app):
+            return web.json({"ready": False}, status=503, headers={"Retry-After": "1"})
+        params = {str(k): str(v) for k, v in request.query.items()}
+        status, body = await page.handler(runtime, params)
+        return web.json(dict(body), status=status)
+
+    class Page(View):
+        async def get(self, request: Request) -> Response:
+            if page.method != "GET":
+                return self.json({"error": "method not allowed"}, status=405)
+            return await answer(self, request)
+
+        async def post(self, request: Request) -> Response:
+            if page.method != "POST":
+                return self.json({"error": "method not allowed"}, status=405)
+            return await answer(self, request)
+
+    app.page(page.path)(Page)
 
 
 def _register_health_page(app: faust.App, runtime: FlowRuntime) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from flows.kit.faust_internals import (
     start_positions,
 )
 from flows.kit.pages import register_pages
+from flows.kit.sweeps import SweepRunner
 from flows.kit.telemetry import count_rebalances
 from flows.spec import FlowSpec, WorkerInfo, current_worker
 from processors.worker_identity import worker_client_id
@@ -172,6 +174,8 @@ def build_worker(spec: FlowSpec, settings: Settings, place: WorkerPlace) -> faus
         halt=halt_worker,
     )
 
+    sweeper = SweepRunner(runtime, spec.sweep, sources[0].name) if spec.sweep else None
+
     @app.agent(topic, name=spec.name)
     async def run_flow(stream: faust.StreamT) -> None:
         async with AsyncExitStack() as stack:
@@ -183,6 +187,9 @@ def build_worker(spec: FlowSpec, settings: Settings, place: WorkerPlace) -> faus
             if spec.resources is not None:
                 current_worker.set(WorkerInfo(place.app_id, place.port))
                 runtime.resources = await stack.enter_async_context(spec.resources(settings))
+            if sweeper is not None:
+                task = asyncio.create_task(sweeper.run_forever(), name=f"{spec.name}-sweep")
+                stack.callback(task.cancel)
             batches = cast(faust.Stream, stream).take_events(
                 spec.batch.max_events, within=spec.batch.within_s
             )

@@ -32,6 +32,9 @@ FINGERPRINTS = {
     "faust.transport.consumer:Consumer.perform_seek": "0e8c130ff4b0afd8",
     "faust.transport.drivers.aiokafka:AIOKafkaConsumerThread.call_thread": "479edda75b54734b",
     "faust.transport.drivers.aiokafka:AIOKafkaConsumerThread._commit": "932852ce7a23f658",
+    "faust.stores.rocksdb:Store._set": "4227e561e288d941",
+    "faust.stores.rocksdb:Store._db_for_partition": "cb7e67d5f9efc4bc",
+    "faust.stores.rocksdb:Store._visible_items": "545dc16a2b25e4a4",
 }
 
 
