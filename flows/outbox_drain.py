@@ -91,6 +91,8 @@ class DrainResources:
 
 @asynccontextmanager
 async def open_drain(settings: Settings) -> AsyncIterator[DrainResources]:
+    for outcome in ("delivered", "retried", "dead_lettered"):
+        metrics.OUTBOX_DRAINED.labels(outcome)  # 0, not "no data", on a quiet plane
     async with watched_backend(settings) as watched:
         yield DrainResources(watched)
 
@@ -131,6 +133,8 @@ async def drain(rows: Mapping[str, RowSummary], ctx: SweepContext) -> BatchResul
     resources: DrainResources = ctx.resources
     now = _now_ms()
     _report(ctx.partition, rows, now)
+    mode = sending_mode(resources.watched.health(), resources.policy, resources.last_batch_ms, now)
+    resources.mode = mode.name
     if not rows:
         return BatchResult()
     deletes: dict[str, Any] = {}
@@ -140,8 +144,6 @@ async def drain(rows: Mapping[str, RowSummary], ctx: SweepContext) -> BatchResul
     resources.flush.expire(now)
     keys = due_keys(rows, now_ms=now, committed_offset=ctx.committed_offset, flush=resources.flush)
     flushing = any(resources.flush.covers(rows[k], now) for k in keys)
-    mode = sending_mode(resources.watched.health(), resources.policy, resources.last_batch_ms, now)
-    resources.mode = mode.name
     batches = mode.batches if not flushing else max(mode.batches, len(keys))
     if batches == 0 or not keys:
         return BatchResult(writes={ROWS: deletes} if deletes else {})

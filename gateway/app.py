@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
 from redis.asyncio import Redis
 
+from gateway.backpressure import OutboxBackpressure, running
 from gateway.errors import install_error_handlers
 from gateway.middleware import (
     BodyLimitMiddleware,
@@ -17,8 +18,20 @@ from gateway.middleware import (
     UnexpectedErrorMiddleware,
 )
 from gateway.openapi import install_openapi
-from gateway.routes import admin, audit, dlq, dlq_page, events, health, memory, recall, session
+from gateway.routes import (
+    admin,
+    audit,
+    dlq,
+    dlq_page,
+    events,
+    health,
+    memory,
+    outbox,
+    recall,
+    session,
+)
 from gateway.routes import state as state_routes
+from processors.backpressure import BackpressurePolicy
 from soma.metrics import (
     GATEWAY_PRODUCE_FAILURES,
     GATEWAY_THROTTLED_REQUESTS,
@@ -53,8 +66,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.dead_letters = DeadLetters(settings, app.state.state_reader, app.state.producer)
         # Connects on first use: a backend that is down answers recall with 503, not a crash.
         app.state.memory_backend = memory_backend(settings)
+        app.state.backpressure = OutboxBackpressure(
+            app.state.state_reader,
+            BackpressurePolicy(tenant_limit=settings.outbox_tenant_limit),
+            settings.outbox_poll_interval_s,
+        )
         try:
-            yield
+            async with running(app.state.backpressure):
+                yield
         finally:
             await app.state.memory_backend.aclose()
             # Flush what is in flight so accepted requests' records are not dropped on shutdown.
@@ -86,6 +105,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(MetricsMiddleware)
     for module in (
+        outbox,
         session,
         memory,
         recall,

@@ -42,11 +42,15 @@ _WHY = {
     415: "The body is not `application/json` (`unsupported_media_type`).",
     422: "The body or a parameter breaks its schema; `field` and `rule` say where and which "
     "(`validation_failed`).",
+    429: "The tenant's outbox holds more memory writes than SOMA_OUTBOX_TENANT_LIMIT (the memory "
+    "service is behind); retry after `Retry-After` seconds. Nothing was accepted "
+    "(`tenant_throttled`).",
     503: "The broker did not acknowledge in time, or state is unavailable; retry after "
     "`Retry-After` seconds. Nothing was accepted.",
 }
 _HEADERS = {
     401: {"WWW-Authenticate": {"description": "Bearer challenge", "schema": {"type": "string"}}},
+    429: {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
     503: {"Retry-After": {"description": "Seconds to wait", "schema": {"type": "integer"}}},
 }
 

@@ -119,16 +119,17 @@ def sending_mode(
 ) -> Mode:
     """normal: up to `batches_per_sweep`; degraded: one batch a second; down: none.
 
-    While the breaker is open or half-open the batch is still tried (the breaker refuses it at
-    once, or lets its one trial through): only a trial can close it again.
+    While the breaker is open or half-open one batch a second is still tried (the breaker
+    refuses it at once, or lets its one trial through): only a trial can close it again.
     """
+    waited = last_batch_ms is None or now_ms - last_batch_ms >= policy.degraded_interval_s * 1000
+    if health is not None and health.breaker is not BreakerState.CLOSED:
+        return Mode(HealthMode.DOWN, 1 if waited else 0)
     if health is None or health.mode is HealthMode.NORMAL:
         return Mode(HealthMode.NORMAL, policy.batches_per_sweep)
-    if health.mode is HealthMode.DOWN and health.breaker is BreakerState.CLOSED:
+    if health.mode is HealthMode.DOWN:
         return Mode(HealthMode.DOWN, 0)
-    waited = last_batch_ms is None or now_ms - last_batch_ms >= policy.degraded_interval_s * 1000
-    mode = HealthMode.DEGRADED if health.mode is HealthMode.DEGRADED else HealthMode.DOWN
-    return Mode(mode, 1 if waited else 0)
+    return Mode(HealthMode.DEGRADED, 1 if waited else 0)
 
 
 @dataclass

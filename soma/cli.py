@@ -16,6 +16,7 @@ from soma.cli_db import db_app
 from soma.cli_dlq import dlq_app
 from soma.cli_flow import flow_app, job_app
 from soma.cli_gateway import gateway_app, token
+from soma.cli_outbox import outbox_app
 from soma.cli_replay import register as register_replay
 from soma.cli_stack import stack_app
 from soma.cli_topics import topics_app
@@ -33,6 +34,7 @@ app.add_typer(flow_app, name="flow")
 app.add_typer(job_app, name="job")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(audit_app, name="audit")
+app.add_typer(outbox_app, name="outbox")
 app.command("token")(token)
 register_replay(app)
 

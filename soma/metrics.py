@@ -62,6 +62,14 @@ GATEWAY_THROTTLED_REQUESTS = Counter(
 )
 THROTTLE_REASONS = ("broker_unavailable", "state_unavailable")
 
+# counter: memory writes answered 429 because the tenant's outbox backlog passed
+# SOMA_OUTBOX_TENANT_LIMIT, by tenant (gateway/backpressure.py).
+GATEWAY_TENANT_THROTTLED = Counter(
+    "soma_gateway_tenant_throttled",
+    "Memory writes answered 429 for a tenant's outbox backlog",
+    ["tenant"],
+)
+
 # gauge: last health check result per component: 0 ok, 1 degraded, 2 down.
 GATEWAY_COMPONENT_HEALTH = Gauge(
     "soma_gateway_component_health",

@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     gateway_port: int = 8080
     max_body_bytes: int = 2 * 1024 * 1024
     max_batch_items: int = 500
+    # Back-pressure (processors/backpressure.py): a tenant whose outbox holds more writes than
+    # this gets 429 on memory writes; the gateway reads the outbox drain's backlog this often.
+    outbox_tenant_limit: Annotated[int, Field(ge=1)] = 1000
+    outbox_poll_interval_s: Annotated[float, Field(gt=0, le=60)] = 1.0
     produce_timeout_s: float = 5.0  # a 2xx waits for the broker ack at most this long
     health_timeout_s: float = 1.0
 

@@ -102,6 +102,22 @@ class StateReader:
             )
         return merge_pages(pages, query)
 
+    async def ask_owners(
+        self,
+        group: str,
+        topic: str,
+        path: str,
+        params: dict[str, str] | None = None,
+        *,
+        post: bool = False,
+    ) -> list[dict[str, Any]]:
+        """The answer of `path` from every worker of `group` owning a partition of `topic`."""
+        partitions = await self.locator.partitions(topic)
+        owners = {await self.locator.owner_url(group, topic, p) for p in range(partitions)}
+        return [
+            await self._fetch(f"{url}{path}", params or {}, post=post) for url in sorted(owners)
+        ]
+
     async def _value(
         self, page: PageRoute, key: str, group: str | None
     ) -> tuple[int, dict[str, Any]]:
@@ -118,14 +134,19 @@ class StateReader:
             )
         return partition, {k: v for k, v in body.items() if k not in ("key", "partition", "owner")}
 
-    async def _fetch(self, url: str, params: dict[str, str]) -> dict[str, Any]:
+    async def _fetch(
+        self, url: str, params: dict[str, str], *, post: bool = False
+    ) -> dict[str, Any]:
         try:
-            response = await self._http.get(url, params=params)
+            if post:
+                response = await self._http.post(url, params=params)
+            else:
+                response = await self._http.get(url, params=params)
         except httpx.HTTPError as exc:
             raise StateUnavailable(
                 f"a worker is unreachable: {exc!r}", reason="unreachable", retry_after_s=2
             ) from exc
-        if response.status_code != 200:
+        if response.status_code not in (200, 202):
             raise StateUnavailable(
                 f"a worker answered {response.status_code}", reason="worker", retry_after_s=1
             )

@@ -8,8 +8,9 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, status
 from pydantic import BaseModel
 
+from gateway.backpressure import throttled_edge
 from gateway.body import json_body
-from gateway.context import EdgeContext, edge_context, utc_now_iso
+from gateway.context import EdgeContext, utc_now_iso
 from gateway.openapi import json_request_body, responses
 from gateway.produce import build_records, delivery_body, send_records
 from processors.idempotency import derive_idempotency_key
@@ -95,12 +96,12 @@ async def _produce(
     status_code=status.HTTP_202_ACCEPTED,
     response_model=WriteAccepted,
     summary="Remember one memory",
-    responses=responses(400, 401, 413, 415, 422, 503),
+    responses=responses(400, 401, 413, 415, 422, 429, 503),
     openapi_extra=json_request_body(WRITE_BODY),
 )
 async def remember(
     request: Request,
-    edge: EdgeContext = Depends(edge_context),
+    edge: EdgeContext = Depends(throttled_edge),
     body: dict[str, Any] = Depends(json_body(WRITE_BODY)),
 ) -> dict[str, Any]:
     """Accepted (202) once the broker stored the write; the flows deliver it to memory."""
@@ -113,12 +114,12 @@ async def remember(
     status_code=status.HTTP_202_ACCEPTED,
     response_model=BatchAccepted,
     summary="Remember many memories",
-    responses=responses(400, 401, 413, 415, 422, 503),
+    responses=responses(400, 401, 413, 415, 422, 429, 503),
     openapi_extra=json_request_body(BATCH_BODY),
 )
 async def remember_batch(
     request: Request,
-    edge: EdgeContext = Depends(edge_context),
+    edge: EdgeContext = Depends(throttled_edge),
     body: dict[str, Any] = Depends(json_body(BATCH_BODY, batch_key="items")),
 ) -> dict[str, Any]:
     """All items are validated before any is sent; one invalid item refuses the whole batch.

@@ -8,8 +8,9 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request, status
 from pydantic import BaseModel
 
+from gateway.backpressure import throttled_edge
 from gateway.body import json_body
-from gateway.context import EdgeContext, edge_context, utc_now_iso
+from gateway.context import EdgeContext, utc_now_iso
 from gateway.openapi import json_request_body, responses
 from gateway.produce import build_records, delivery_body, send_records
 
@@ -59,12 +60,12 @@ def conversation_event(body: dict[str, Any], edge: EdgeContext) -> dict[str, Any
     status_code=status.HTTP_202_ACCEPTED,
     response_model=Accepted,
     summary="Send a session message",
-    responses=responses(400, 401, 413, 415, 422, 503),
+    responses=responses(400, 401, 413, 415, 422, 429, 503),
     openapi_extra=json_request_body(BODY),
 )
 async def post_session_message(
     request: Request,
-    edge: EdgeContext = Depends(edge_context),
+    edge: EdgeContext = Depends(throttled_edge),
     body: dict[str, Any] = Depends(json_body(BODY)),
 ) -> dict[str, Any]:
     """Accepted (202) once the broker has stored the event; 503 + Retry-After when it cannot."""
