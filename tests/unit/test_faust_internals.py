@@ -32,6 +32,9 @@ FINGERPRINTS = {
     "faust.transport.consumer:Consumer.perform_seek": "0e8c130ff4b0afd8",
     "faust.transport.drivers.aiokafka:AIOKafkaConsumerThread.call_thread": "479edda75b54734b",
     "faust.transport.drivers.aiokafka:AIOKafkaConsumerThread._commit": "932852ce7a23f658",
+    "faust.channels:Channel.put": "81477c39c70becce",
+    "mode.utils.queues:FlowControlQueue.put_nowait_enhanced": "f1839f43dda3d2cf",
+    "mode.utils.queues:FlowControlQueue.force_put_nowait": "e029f3d278247909",
 }
 
 
