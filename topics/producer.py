@@ -75,7 +75,7 @@ class EventProducer:
     """Thread-backed confluent-kafka producer with asyncio delivery futures.
 
     Its local queue is bounded (`producer_queue_max_messages`): a record that does not fit is
-    refused at once with ProducerQueueFull, never buffered. `in_flight` counts records handed
+    refused at once with ProducerQueueFull, never buffered. `queue` counts records handed
     to librdkafka whose delivery report has not arrived (each one has a pending future);
     with `queue_name` it is exported as `soma_queue_*{queue=queue_name}`.
     """
