@@ -75,9 +75,10 @@ class Settings(BaseSettings):
     gateway_max_in_flight: Annotated[int, Field(ge=1, le=100_000)] = 256
     # librdkafka's local queue of every EventProducer (gateway, flow workers, CLI), records sent
     # and not yet acknowledged. librdkafka's default (100,000 records, 1 GiB) would hold minutes
-    # of gateway traffic during an outage; 10,000 is 20 full 500-item requests or about 2 s of
-    # the gateway's measured peak, and 20 flow batches of 500 outputs. Full: the gateway answers
-    # 503 + Retry-After at once, a flow retries its outputs with backoff (its partition waits).
+    # of gateway traffic during an outage. 10,000 is 20 full 500-item requests, twice what an
+    # outage as long as the produce timeout (5 s) queues at the 1,000 events/s measured through
+    # the gateway here (docs/flows.md), and 20 flow batches of 500 outputs. Full: the gateway
+    # answers 503 + Retry-After at once, a flow retries its outputs with backoff.
     producer_queue_max_messages: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
     # The same queue in bytes. It must hold the largest record any producer sends (a dead
     # letter: 4 MiB + headers, topics/registry.py), or that record could never be queued.
@@ -93,7 +94,8 @@ class Settings(BaseSettings):
     flow_fetch_max_bytes: Annotated[int, Field(ge=64 * 1024, le=64 * 1024 * 1024)] = 1024 * 1024
     # Pre-fetch queue of the plane's own confluent-kafka consumers (the lag exporter's sampler,
     # the flows' lag probe, hand-over and DLQ reads), per consumer: librdkafka's default is
-    # 64 MiB and 100,000 records per partition; they read at most a few hundred records a poll.
+    # 64 MiB and 100,000 records per partition; they read small ranges and need no deep
+    # pre-fetch (topics/consumers.py).
     consumer_queue_max_kbytes: Annotated[int, Field(ge=1024, le=1024 * 1024)] = 8 * 1024
 
     stack_dir: Path = Path("/var/tmp/somastream")
