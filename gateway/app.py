@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 
 from gateway.backpressure import OutboxBackpressure, running
 from gateway.errors import install_error_handlers
+from gateway.in_flight import InFlightLimitMiddleware
 from gateway.middleware import (
     BodyLimitMiddleware,
     MetricsMiddleware,
@@ -55,7 +56,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # Refuse to serve with a placeholder secret outside dev, before accepting any request.
         settings.check_secrets()
-        app.state.producer = EventProducer(settings, app.state.registry)
+        app.state.producer = EventProducer(
+            settings, app.state.registry, queue_name="gateway_producer"
+        )
         app.state.kafka_admin = admin_client(settings)
         app.state.redis = Redis.from_url(
             settings.redis_url,
@@ -97,11 +100,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.registry = TopicRegistry(settings.topic_prefix)
     _create_counters(app.state.registry)
     install_error_handlers(app)
-    # Added innermost first: metrics see every request (413s and 500s included), the request
-    # context wraps the body limit and the last-resort handler so their answers carry the
-    # request id.
+    # Added innermost first: metrics see every request (413s, 500s and busy 503s included), the
+    # request context wraps the in-flight bound, the body limit and the last-resort handler so
+    # their answers carry the request id; the in-flight bound refuses before a body is read.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(UnexpectedErrorMiddleware)
+    app.add_middleware(InFlightLimitMiddleware, limit=settings.gateway_max_in_flight)
     app.add_middleware(RequestContextMiddleware)
     app.add_middleware(MetricsMiddleware)
     for module in (

@@ -73,7 +73,7 @@ STREAMS = Board(
     uid="soma-streams",
     title="SomaStream / Streams",
     description="Consumer lag (records and seconds) per group, topic, partition and tenant; "
-    "throughput, latency and rebalances of the flows; bounded job progress.",
+    "throughput, latency and rebalances of the flows; bounded queues; bounded job progress.",
     rows=(
         Row(
             "Consumer lag",
@@ -198,6 +198,25 @@ STREAMS = Board(
                 Panel(
                     "Source partitions owned",
                     _q("sum by (flow) (soma_flow_assigned_partitions)", "{{flow}}"),
+                ),
+            ),
+        ),
+        Row(
+            "Bounded queues",
+            (
+                Panel(
+                    "Queue high water / bound (1 = reached)",
+                    _q(
+                        "max by (queue) (soma_queue_high_water / soma_queue_capacity)",
+                        "{{queue}}",
+                    ),
+                    unit="percentunit",
+                    description="The most a bounded in-memory queue held since its process "
+                    "started, as a share of its bound (docs/observability.md, Bounded queues).",
+                ),
+                Panel(
+                    "Queue depth (items)",
+                    _q("sum by (queue) (soma_queue_depth)", "{{queue}}"),
                 ),
             ),
         ),

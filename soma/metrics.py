@@ -85,6 +85,24 @@ GATEWAY_HEALTH_CHECK_SECONDS = Histogram(
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
 
+# --- bounded queues (gateway and flow workers; docs/observability.md, "Bounded queues") ---------
+# `queue` names one in-memory queue of the process: gateway_producer, gateway_requests,
+# flow_producer, flow_stream_buffer, flow_batch_buffer. Items are records (requests for
+# gateway_requests). soma/queues.py keeps them.
+
+# gauge (items): what the queue holds now (read at every scrape).
+QUEUE_DEPTH = Gauge("soma_queue_depth", "Items an in-memory queue holds now", ["queue"])
+
+# gauge (items): the most the queue held since the process started; never above its capacity.
+QUEUE_HIGH_WATER = Gauge(
+    "soma_queue_high_water",
+    "Most items an in-memory queue held since the process started",
+    ["queue"],
+)
+
+# gauge (items): the queue's bound (a setting, soma/settings.py); reaching it pushes back.
+QUEUE_CAPACITY = Gauge("soma_queue_capacity", "Bound of an in-memory queue in items", ["queue"])
+
 # --- flows (every always-on flow exports the same names, labelled by flow) ----------------------
 
 _BATCH_SIZES = (1, 5, 10, 25, 50, 100, 250, 500, 1000)

@@ -13,6 +13,7 @@ from soma import metrics
 _EXPORTERS = (
     ("soma_gateway_", "gateway"),
     ("soma_flow_", "every flow worker"),
+    ("soma_queue_", "gateway, every flow worker"),
     ("soma_job_", "bounded jobs, served by the lag exporter"),
     ("soma_consumer_group_", "lag exporter"),
     ("soma_topic_", "lag exporter"),

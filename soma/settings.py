@@ -71,6 +71,37 @@ class Settings(BaseSettings):
     produce_timeout_s: float = 5.0  # a 2xx waits for the broker ack at most this long
     health_timeout_s: float = 1.0
 
+    # Bounded queues (docs/observability.md, "Bounded queues"): every in-memory queue of the
+    # plane's processes has one of these bounds; reaching it pushes back, it never grows.
+    # Requests one gateway process holds at once (each may buffer a body of max_body_bytes and
+    # wait up to produce_timeout_s for the broker): 256 is ~50k requests/s at 5 ms each, far
+    # above what one process serves here, and at most 512 MiB of bodies. Past it: 503 at once.
+    gateway_max_in_flight: Annotated[int, Field(ge=1, le=100_000)] = 256
+    # librdkafka's local queue of every EventProducer (gateway, flow workers, CLI), records sent
+    # and not yet acknowledged. librdkafka's default (100,000 records, 1 GiB) would hold minutes
+    # of gateway traffic during an outage. 10,000 is 20 full 500-item requests, twice what an
+    # outage as long as the produce timeout (5 s) queues at the 1,000 events/s measured through
+    # the gateway here (docs/flows.md), and 20 flow batches of 500 outputs. Full: the gateway
+    # answers 503 + Retry-After at once, a flow retries its outputs with backoff.
+    producer_queue_max_messages: Annotated[int, Field(ge=1, le=1_000_000)] = 10_000
+    # The same queue in bytes. It must hold the largest record any producer sends (a dead
+    # letter: 4 MiB + headers, topics/registry.py), or that record could never be queued.
+    producer_queue_max_kbytes: Annotated[int, Field(ge=5 * 1024, le=1024 * 1024)] = 64 * 1024
+    # Faust's stream buffer of a flow worker (records fetched, not yet taken into a batch).
+    # Faust pauses fetching a partition at 80 % of it and resumes at 40 %. 4096 (Faust's
+    # default, with which the measured rates in docs/flows.md were reached) is 8 batches of
+    # 500: the next batch is ready while one commits, and ~1.2 MiB at the usual 300 B records.
+    flow_stream_buffer_max: Annotated[int, Field(ge=1, le=131_072)] = 4096
+    # Bytes one fetch may return per partition (aiokafka's max_partition_fetch_bytes); the
+    # fetcher holds at most one such response per owned partition. 1 MiB is one record of the
+    # broker's default maximum size (a larger record is still returned alone, KIP-74).
+    flow_fetch_max_bytes: Annotated[int, Field(ge=64 * 1024, le=64 * 1024 * 1024)] = 1024 * 1024
+    # Pre-fetch queue of the plane's own confluent-kafka consumers (the lag exporter's sampler,
+    # the flows' lag probe, hand-over and DLQ reads), per consumer: librdkafka's default is
+    # 64 MiB and 100,000 records per partition; they read small ranges and need no deep
+    # pre-fetch (topics/consumers.py).
+    consumer_queue_max_kbytes: Annotated[int, Field(ge=1024, le=1024 * 1024)] = 8 * 1024
+
     stack_dir: Path = Path("/var/tmp/somastream")
     # The local KRaft controller listens here; the broker itself uses kafka_bootstrap.
     kafka_controller_port: int = 9093

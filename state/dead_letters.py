@@ -27,6 +27,7 @@ from soma.settings import Settings
 from state.errors import StateError
 from state.reads import StateReader
 from topics.audit import emit_audit
+from topics.consumers import consumer_queue_bounds
 from topics.producer import EventProducer
 from topics.records import OutgoingRecord, RecordContext, build_record
 from topics.registry import TopicRegistry
@@ -239,6 +240,7 @@ def _read_at(settings: Settings, topic: str, partition: int, offset: int) -> byt
             "enable.auto.commit": False,
             "fetch.max.bytes": 8 * 1024 * 1024,
             "max.partition.fetch.bytes": 8 * 1024 * 1024,
+            **consumer_queue_bounds(settings),
         }
     )
     try:

@@ -36,6 +36,7 @@ from processors.lag import (
     time_lag_seconds,
 )
 from soma.settings import Settings
+from topics.consumers import consumer_queue_bounds
 from topics.errors import BrokerUnavailable
 
 TP = tuple[str, int]
@@ -132,6 +133,7 @@ class LagReader:
                 "enable.partition.eof": False,
                 "fetch.max.bytes": 4 * 1024 * 1024,
                 "max.partition.fetch.bytes": 256 * 1024,
+                **consumer_queue_bounds(settings),
             }
         )
 

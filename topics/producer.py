@@ -10,6 +10,7 @@ from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from soma.queues import QueueMeter
 from soma.settings import Settings
 from topics.errors import BrokerUnavailable, ProducerQueueFull, RecordRejected
 from topics.records import OutgoingRecord, RecordContext, build_record
@@ -51,6 +52,10 @@ def producer_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
         "linger.ms": 2,
         "compression.type": "lz4",
         "message.timeout.ms": int(settings.produce_timeout_s * 1000),
+        # The local queue is bounded (soma/settings.py says why these sizes): past either bound
+        # produce() raises BufferError at once, which becomes ProducerQueueFull (503 / retry).
+        "queue.buffering.max.messages": settings.producer_queue_max_messages,
+        "queue.buffering.max.kbytes": settings.producer_queue_max_kbytes,
         # Reconnect fast after a broker restart instead of backing off for a minute.
         "reconnect.backoff.max.ms": 1000,
         "socket.connection.setup.timeout.ms": 3000,
@@ -67,14 +72,31 @@ def _delivery_error(err: KafkaError) -> Exception:
 
 
 class EventProducer:
-    """Thread-backed confluent-kafka producer with asyncio delivery futures."""
+    """Thread-backed confluent-kafka producer with asyncio delivery futures.
+
+    Its local queue is bounded (`producer_queue_max_messages`): a record that does not fit is
+    refused at once with ProducerQueueFull, never buffered. `queue` counts records handed
+    to librdkafka whose delivery report has not arrived (each one has a pending future);
+    with `queue_name` it is exported as `soma_queue_*{queue=queue_name}`.
+    """
 
     def __init__(
-        self, settings: Settings, registry: TopicRegistry | None = None, **config_overrides: Any
+        self,
+        settings: Settings,
+        registry: TopicRegistry | None = None,
+        *,
+        queue_name: str | None = None,
+        **config_overrides: Any,
     ) -> None:
         self.settings = settings
         self.registry = registry or TopicRegistry(settings.topic_prefix)
-        self._producer = Producer(producer_config(settings, **config_overrides))
+        config = producer_config(settings, **config_overrides)
+        self._producer = Producer(config)
+        self.queue = QueueMeter(
+            queue_name or "producer",
+            int(config["queue.buffering.max.messages"]),
+            export=queue_name is not None,
+        )
         self._closed = threading.Event()
         self._poller = threading.Thread(target=self._poll_loop, name="producer-poll", daemon=True)
         self._poller.start()
@@ -131,6 +153,7 @@ class EventProducer:
         future: asyncio.Future[Delivery] = loop.create_future()
 
         def on_delivery(err: KafkaError | None, msg: Message) -> None:
+            self.queue.remove()
             if err is not None:
                 loop.call_soon_threadsafe(_settle, future, None, _delivery_error(err))
             else:
@@ -154,15 +177,38 @@ class EventProducer:
                 on_delivery=on_delivery,
             )
         except BufferError:
-            future.set_exception(ProducerQueueFull("producer queue is full; retry shortly"))
+            future.set_exception(self._queue_full())
         except KafkaException as exc:
             future.set_exception(_delivery_error(exc.args[0]))
+        else:
+            # Counted once librdkafka holds the record (a refused one never was), so the mark
+            # never exceeds librdkafka's own bound.
+            self.queue.add()
         return future
 
+    def _queue_full(self) -> ProducerQueueFull:
+        return ProducerQueueFull(
+            f"producer queue is full ({self.queue.depth()} records await the broker's ack, "
+            f"bound {self.queue.capacity}); retry shortly"
+        )
+
     def produce_nowait(self, record: OutgoingRecord) -> None:
-        """Fire-and-track send for synchronous callers; pair with `flush`."""
+        """Fire-and-track send for synchronous callers; pair with `flush`.
+
+        Raises ProducerQueueFull when the local queue is full.
+        """
         headers: list[tuple[str, str | bytes | None]] = list(record.headers)
-        self._producer.produce(record.topic, record.value, record.key_bytes(), headers=headers)
+        try:
+            self._producer.produce(
+                record.topic,
+                record.value,
+                record.key_bytes(),
+                headers=headers,
+                on_delivery=lambda err, msg: self.queue.remove(),
+            )
+        except BufferError:
+            raise self._queue_full() from None
+        self.queue.add()
 
     def flush(self, timeout_s: float = 30.0) -> int:
         """Wait for outstanding records; returns how many are still unacknowledged."""

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from soma.settings import Settings
+from topics.consumers import consumer_queue_bounds
 from topics.errors import BrokerUnavailable
 
 
@@ -33,6 +34,7 @@ def keys_since(
             "group.id": f"soma-tail-{uuid.uuid4().hex}",
             "enable.auto.commit": False,
             "enable.partition.eof": True,
+            **consumer_queue_bounds(settings),
         }
     )
     found: dict[str, set[str]] = {topic: set() for topic in topics}

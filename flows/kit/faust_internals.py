@@ -33,6 +33,11 @@ What is here and why:
   earliest offset. Stock 0.15.3 resumes first and seeks after, so records fetched in between
   look like a gap that Faust then treats as acked, and a partition without a commit resumes
   at its high watermark after a hand-over (records skipped for good). Seen here, see git log.
+- `stream_buffer`, `watch_stream_buffer`: the queue behind the agent's stream, and its depth
+  after every put, so its high-water mark is exact
+  (soma_queue_high_water{queue="flow_stream_buffer"}). Faust's conductor fills it through
+  `put_nowait_enhanced` (which calls `force_put_nowait`) and, once it is full, waits in
+  `Channel.put` (asyncio's `put`, which calls `put_nowait`).
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ import asyncio
 import logging
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, cast
 
@@ -75,6 +80,9 @@ UPSTREAM: tuple[str, ...] = (
     "faust.stores.rocksdb:Store._set",  # a write goes to the current event's partition DB
     "faust.stores.rocksdb:Store._db_for_partition",  # partition_rows
     "faust.stores.rocksdb:Store._visible_items",  # partition_rows
+    "faust.channels:Channel.put",  # a full stream buffer is waited on here (watch_stream_buffer)
+    "mode.utils.queues:FlowControlQueue.put_nowait_enhanced",  # calls force_put_nowait
+    "mode.utils.queues:FlowControlQueue.force_put_nowait",  # the conductor's put when not full
 )
 
 
@@ -319,3 +327,20 @@ class SomaTableManager(TableManager):
         if self._recovery is None:
             self._recovery = SeekFirstRecovery(self.app, self, beacon=self.beacon, loop=self.loop)
         return self._recovery
+
+
+def stream_buffer(stream: faust.StreamT) -> Any:
+    """The queue behind `stream`: Faust's FlowControlQueue, maxsize = stream_buffer_maxsize."""
+    return cast(faust.ChannelT, stream.channel).queue
+
+
+def watch_stream_buffer(queue: Any, observe: Callable[[int], None]) -> None:
+    """Call `observe(depth)` after every record put into a stream buffer."""
+    for name in ("force_put_nowait", "put_nowait"):
+        put = getattr(queue, name)
+
+        def counted(item: Any, _put: Callable[[Any], None] = put) -> None:
+            _put(item)
+            observe(queue.qsize())
+
+        setattr(queue, name, counted)

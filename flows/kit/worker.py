@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import faust
-from faust.types import TP
+from faust.types import TP, EventT
 
 from flows.catalog import flow_spec
 from flows.errors import ChangelogMismatch, PartitionCountMismatch, SourceTopicMissing
@@ -26,6 +27,8 @@ from flows.kit.faust_internals import (
     fetched_before_rebalance,
     seek,
     start_positions,
+    stream_buffer,
+    watch_stream_buffer,
 )
 from flows.kit.pages import register_pages
 from flows.kit.sweeps import SweepRunner
@@ -33,6 +36,7 @@ from flows.kit.telemetry import count_rebalances
 from flows.spec import FlowSpec, WorkerInfo, current_worker
 from processors.worker_identity import worker_client_id
 from soma.halts import clear_halted
+from soma.queues import QueueMeter
 from soma.settings import Settings, get_settings
 from topics.admin import apply_topics, partition_counts
 from topics.producer import EventProducer
@@ -83,6 +87,13 @@ def create_app(settings: Settings, place: WorkerPlace) -> faust.App:
         "broker_session_timeout": 10.0,
         "broker_heartbeat_interval": 1.0,
         "consumer_auto_offset_reset": "earliest",
+        # Bounded buffers (soma/settings.py says why these sizes). The stream buffer holds
+        # records fetched and not yet taken into a batch; at 80 % of it Faust stops fetching
+        # the partition and resumes at 40 %, so a slow handler pushes back on fetching.
+        "stream_buffer_maxsize": settings.flow_stream_buffer_max,
+        # aiokafka's max_partition_fetch_bytes: the fetcher holds at most one response per
+        # owned partition that the stream has not taken yet.
+        "consumer_max_fetch_size": settings.flow_fetch_max_bytes,
         # Registry topics belong to `soma topics apply` and changelogs to ensure_changelog();
         # Faust creates nothing, so a typo cannot silently create a topic with wrong settings.
         "topic_allow_declare": False,
@@ -180,7 +191,10 @@ def build_worker(spec: FlowSpec, settings: Settings, place: WorkerPlace) -> faus
     async def run_flow(stream: faust.StreamT) -> None:
         async with AsyncExitStack() as stack:
             producer = EventProducer(
-                settings, registry, **{"message.max.bytes": DLQ_MAX_MESSAGE_BYTES + 65536}
+                settings,
+                registry,
+                queue_name="flow_producer",
+                **{"message.max.bytes": DLQ_MAX_MESSAGE_BYTES + 65536},
             )
             stack.callback(producer.close)
             runtime.producer = producer
@@ -190,15 +204,33 @@ def build_worker(spec: FlowSpec, settings: Settings, place: WorkerPlace) -> faus
             if sweeper is not None:
                 task = asyncio.create_task(sweeper.run_forever(), name=f"{spec.name}-sweep")
                 stack.callback(task.cancel)
+            _, batch_buffer = buffer_meters(stream, spec)
+
+            async def process(batch: Sequence[EventT]) -> None:
+                batch_buffer.add(len(batch))  # take_events hands over at most max_events
+                try:
+                    await runtime.process(batch)
+                finally:
+                    batch_buffer.remove(len(batch))
+
             batches = cast(faust.Stream, stream).take_events(
                 spec.batch.max_events, within=spec.batch.within_s
             )
-            await run_batches(batches, runtime.process)
+            await run_batches(batches, process)
 
     register_pages(app, runtime, sources[0].name)
     count_rebalances(app, spec.name, {s.name for s in sources})
     clear_halted(settings.stack_dir, place.app_id, place.port)
     return app
+
+
+def buffer_meters(stream: faust.StreamT, spec: FlowSpec) -> tuple[QueueMeter, QueueMeter]:
+    """Meters of the agent's stream buffer (its depth seen after every put) and of the batch
+    in hand (take_events' buffer, at most the spec's max_events)."""
+    queue = stream_buffer(stream)
+    buffered = QueueMeter("flow_stream_buffer", int(queue.maxsize), depth=queue.qsize)
+    watch_stream_buffer(queue, buffered.observe)
+    return buffered, QueueMeter("flow_batch_buffer", spec.batch.max_events)
 
 
 def prepare_worker(

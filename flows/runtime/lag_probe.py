@@ -21,6 +21,7 @@ from confluent_kafka import OFFSET_INVALID, Consumer, KafkaError, TopicPartition
 from processors.keys import SEPARATOR
 from processors.replication_lag import Lag, LagStatus, LagThresholds, PendingIndex
 from soma.settings import Settings
+from topics.consumers import consumer_queue_bounds
 
 log = logging.getLogger(__name__)
 SCAN_BUDGET_S = 0.5  # one probe reads pending records at most this long
@@ -68,6 +69,7 @@ class BrokerReader:
                 "enable.auto.commit": False,
                 "enable.partition.eof": True,
                 "socket.connection.setup.timeout.ms": 3000,
+                **consumer_queue_bounds(settings),
             }
         )
         self._lock = threading.Lock()  # close() must not run under a read still in its thread

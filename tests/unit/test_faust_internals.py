@@ -35,6 +35,9 @@ FINGERPRINTS = {
     "faust.stores.rocksdb:Store._set": "4227e561e288d941",
     "faust.stores.rocksdb:Store._db_for_partition": "cb7e67d5f9efc4bc",
     "faust.stores.rocksdb:Store._visible_items": "545dc16a2b25e4a4",
+    "faust.channels:Channel.put": "81477c39c70becce",
+    "mode.utils.queues:FlowControlQueue.put_nowait_enhanced": "f1839f43dda3d2cf",
+    "mode.utils.queues:FlowControlQueue.force_put_nowait": "e029f3d278247909",
 }
 
 
