@@ -199,6 +199,8 @@ class GenerationBumper:
         self._timeout_s = timeout_s
         self._cooldown = _Cooldown(what, cooldown_s, clock)
         self.pending: set[Scope] = set()
+        for outcome in metrics.BUMP_OUTCOMES:  # a quiet writer shows 0 failed, not no data
+            metrics.RECALL_CACHE_GENERATION_BUMPS.labels(outcome)
 
     async def bump(self, scopes: Collection[Scope]) -> bool:
         """Bump `scopes` and whatever failed before; True when nothing is left pending."""
