@@ -79,12 +79,13 @@ test: install browser lint typecheck docs stack-up rules ## Lint, typecheck, doc
 	$(BIN)/soma db upgrade
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-bench: db ## Benchmarks: gateway ingest, write-through, flow scale-out, replication, replay and archives (each against a raw loop)
+bench: db ## Benchmarks: gateway ingest, write-through, flow scale-out, replication, replay and archives (each against a raw loop), recall cached vs uncached
 	$(BIN)/python -m tests.bench.gateway_ingest
 	$(BIN)/python -m tests.bench.write_through
 	$(BIN)/python -m tests.bench.flow_scale
 	$(BIN)/python -m tests.bench.replication
 	$(BIN)/python -m tests.bench.replay
+	$(BIN)/python -m tests.bench.recall
 
 clean: ## Remove build and cache folders (keeps the stack's data)
 	rm -rf site build .pytest_cache .mypy_cache .ruff_cache

@@ -68,6 +68,7 @@ from soma.errors import TransientError
 from soma.settings import Settings
 from state.memory.errors import BackendRejected, BackendUnavailable
 from state.memory.watch import WatchedBackend, watched_backend
+from state.recall_cache import GenerationBumper, redis_client
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ class DrainResources:
     """One worker's backend, its manual flushes, and what it delivered (the drain rate)."""
 
     watched: WatchedBackend
+    bumper: GenerationBumper  # recall-cache generations (state/recall_cache.py)
     policy: OutboxPolicy = OUTBOX_POLICY_DEFAULT
     flush: FlushRequests = field(default_factory=FlushRequests)
     last_batch_ms: int | None = None
@@ -93,8 +95,13 @@ class DrainResources:
 async def open_drain(settings: Settings) -> AsyncIterator[DrainResources]:
     for outcome in ("delivered", "retried", "dead_lettered"):
         metrics.OUTBOX_DRAINED.labels(outcome)  # 0, not "no data", on a quiet plane
-    async with watched_backend(settings) as watched:
-        yield DrainResources(watched)
+    redis = redis_client(settings)
+    try:
+        async with watched_backend(settings) as watched:
+            bumper = GenerationBumper(redis, timeout_s=settings.recall_cache_timeout_s)
+            yield DrainResources(watched, bumper)
+    finally:
+        await redis.aclose()
 
 
 def _now_ms() -> int:
@@ -200,6 +207,9 @@ class _Delivery:
             # stay and the next try sends both again.
             self._failed(ready, f"links: {exc}")
             return
+        # Cached recalls of these scopes now lack a stored write: invalidate them before the
+        # rows leave (never raises; a failed bump is retried with the next delivery).
+        await self.resources.bumper.bump({(w.tenant, w.namespace) for _, _, w in ready})
         acknowledged = datetime.now(UTC)
         for (key, row, write), answer in zip(ready, results, strict=True):
             record = wal_record_of_parked(row["item"], write, answer, row["source"], acknowledged)

@@ -3,7 +3,9 @@
 Per batch (`processors/write_batch.py` plans it): replays are skipped; the turn links the batch
 completes are recorded, then the writes in one `remember_batch`; each acknowledged write
 becomes a `memory.wal` record, sent by the kit inside its commit order (so the WAL never names
-a write the backend does not have, and never misses one whose offset is committed). When the
+a write the backend does not have, and never misses one whose offset is committed), and the
+recall-cache generation of every tenant/namespace the batch wrote is bumped before the batch
+returns, so no cached recall that lacks the writes stays reachable. When the
 backend is down (probe down, breaker open, BackendUnavailable) the writes become
 `memory.outbox` items carrying everything needed to replay them, links included, and the
 partition moves on. A write the backend rejects is dead-lettered.
@@ -34,6 +36,7 @@ from soma.settings import Settings
 from state.memory.backend import MemoryBackend
 from state.memory.errors import BackendRejected, BackendUnavailable
 from state.memory.watch import WatchedBackend, watched_backend  # backends' clients load lazily
+from state.recall_cache import GenerationBumper, redis_client
 
 log = logging.getLogger(__name__)
 
@@ -44,19 +47,27 @@ LINK_CONCURRENCY = 4  # link calls in flight per batch: well inside the backend'
 
 @dataclass
 class WriteThroughResources:
-    """What one worker keeps: the watched backend, its hand-over checks, whether it parks."""
+    """What one worker keeps: the watched backend, its hand-over checks, the recall-cache
+    generation bumps, whether it parks."""
 
     watched: WatchedBackend
     handover: Handover
+    bumper: GenerationBumper
     parking: bool = False
 
 
 @asynccontextmanager
 async def open_backend(settings: Settings) -> AsyncIterator[WriteThroughResources]:
-    """The worker's memory backend, opened once and probed in the background."""
-    async with watched_backend(settings) as watched:
-        handover = Handover(SPEC.name, SPEC.outputs, window=SPEC.batch.max_events)
-        yield WriteThroughResources(watched, handover)
+    """The worker's memory backend, opened once and probed in the background, and its one
+    Redis client (recall-cache generations)."""
+    redis = redis_client(settings)
+    try:
+        async with watched_backend(settings) as watched:
+            handover = Handover(SPEC.name, SPEC.outputs, window=SPEC.batch.max_events)
+            bumper = GenerationBumper(redis, timeout_s=settings.recall_cache_timeout_s)
+            yield WriteThroughResources(watched, handover, bumper)
+    finally:
+        await redis.aclose()
 
 
 async def write_through(events: Sequence[Event], ctx: FlowContext) -> BatchResult:
@@ -109,6 +120,9 @@ async def _deliver(
     if resources.parking:
         resources.parking = False
         log.warning("write-through: memory backend takes writes again; WAL resumes")
+    # Acknowledged: cached recalls of these scopes are now stale. Bounded by the cache timeout
+    # and never raising; a failed bump is retried with the next batch (state/recall_cache.py).
+    await resources.bumper.bump({(p.write.tenant, p.write.namespace) for p in plan.writes})
     acknowledged = datetime.now(UTC)
     outputs = [
         Output(WAL, wal_record(planned, result, acknowledged), cause=planned.event)

@@ -7,7 +7,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi_offline import FastAPIOffline
-from redis.asyncio import Redis
 
 from gateway.backpressure import OutboxBackpressure, running
 from gateway.errors import install_error_handlers
@@ -29,6 +28,7 @@ from gateway.routes import (
     memory,
     outbox,
     recall,
+    recall_stream,
     session,
 )
 from gateway.routes import state as state_routes
@@ -37,12 +37,15 @@ from soma.metrics import (
     GATEWAY_PRODUCE_FAILURES,
     GATEWAY_THROTTLED_REQUESTS,
     PRODUCE_FAILURE_REASONS,
+    RECALL_CACHE_LOOKUPS,
+    RECALL_CACHE_OUTCOMES,
     THROTTLE_REASONS,
 )
 from soma.settings import Settings, get_settings
 from state.dead_letters import DeadLetters
 from state.memory.factory import memory_backend
 from state.reads import StateReader
+from state.recall_cache import RecallCache, redis_client
 from topics.admin import admin_client
 from topics.producer import EventProducer
 from topics.registry import TopicRegistry
@@ -60,10 +63,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             settings, app.state.registry, queue_name="gateway_producer"
         )
         app.state.kafka_admin = admin_client(settings)
-        app.state.redis = Redis.from_url(
-            settings.redis_url,
-            socket_connect_timeout=settings.health_timeout_s,
-            socket_timeout=settings.health_timeout_s,
+        # Health probes and the recall cache share it; the cache bounds its own calls.
+        app.state.redis = redis_client(settings)
+        app.state.recall_cache = (
+            RecallCache(
+                app.state.redis,
+                ttl_s=settings.recall_cache_ttl_s,
+                timeout_s=settings.recall_cache_timeout_s,
+            )
+            if settings.recall_cache_ttl_s
+            else None  # SOMA_RECALL_CACHE_TTL_S=0: every recall asks the backend
         )
         app.state.state_reader = StateReader(settings)
         app.state.dead_letters = DeadLetters(settings, app.state.state_reader, app.state.producer)
@@ -113,6 +122,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         session,
         memory,
         recall,
+        recall_stream,
         events,
         state_routes,
         admin,
@@ -130,6 +140,8 @@ def _create_counters(registry: TopicRegistry) -> None:
     """Failure counters at 0 for what can fail: a quiet gateway shows 0, not "no data"."""
     for reason in THROTTLE_REASONS:
         GATEWAY_THROTTLED_REQUESTS.labels(reason=reason)
+    for outcome in RECALL_CACHE_OUTCOMES:
+        RECALL_CACHE_LOOKUPS.labels(outcome=outcome)
     topics = [registry.get(name).name for name in (*registry.public(), memory.TOPIC)]
     for topic in topics:
         for reason in PRODUCE_FAILURE_REASONS:

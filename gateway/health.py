@@ -27,8 +27,10 @@ class Status(StrEnum):
 
 _RANK = {Status.OK: 0, Status.DEGRADED: 1, Status.DOWN: 2}
 # Components whose failure alone degrades the gateway but does not take it out of rotation:
-# writes wait in the outbox for the memory service; the replica catches up from the WAL.
-DEGRADE_ONLY = frozenset({"memory_service", "replication"})
+# writes wait in the outbox for the memory service; the replica catches up from the WAL;
+# without Redis recalls are answered uncached (the recall cache is its only use here).
+REDIS = "redis"
+DEGRADE_ONLY = frozenset({"memory_service", "replication", REDIS})
 # A probe that answers but takes more than this share of its timeout is degraded: the next
 # request through that dependency is likely to be slow too.
 _SLOW_SHARE = 0.5
@@ -57,8 +59,9 @@ class HealthReport:
 
 
 def overall_status(components: dict[str, ComponentHealth]) -> Status:
-    """The worst component status; the memory service or the replication being down alone only
-    degrades the plane: accepted writes wait in the outbox, the replica catches up from the WAL."""
+    """The worst component status; the memory service, the replication or Redis being down
+    alone only degrades the plane: accepted writes wait in the outbox, the replica catches up
+    from the WAL, recalls skip the cache."""
     worst = Status.OK
     for name, health in components.items():
         status = health.status
@@ -132,7 +135,7 @@ async def check_health(settings: Settings, admin: AdminClient, redis: Redis) -> 
     timeout = settings.health_timeout_s
     probes: dict[str, Callable[[], Awaitable[Status]]] = {
         "kafka": lambda: kafka_probe(admin, timeout),
-        "redis": lambda: redis_probe(redis),
+        REDIS: lambda: redis_probe(redis),
         "postgres": lambda: postgres_probe(settings.postgres_dsn, timeout),
     }
     if settings.base_url:

@@ -314,6 +314,31 @@ OUTBOX_OLDEST_AGE_SECONDS = Gauge(
 # (outbox-drain flow); the rate of `delivered` is the drain rate.
 OUTBOX_DRAINED = Counter("soma_outbox_drained", "Outbox writes handled by the drainer", ["outcome"])
 
+# --- recall cache (state/recall_cache.py) --------------------------------------------------------
+
+# counter: recall answers looked up in the Redis cache by the gateway, by outcome: hit, miss
+# (asked the backend, stored the answer), uncached (Redis failed or timed out, now or within
+# the last few seconds: answered from the backend only).
+# Every outcome is created at 0 when the gateway starts.
+RECALL_CACHE_LOOKUPS = Counter(
+    "soma_recall_cache_lookups",
+    "Recall cache lookups by outcome (hit, miss, uncached)",
+    ["outcome"],
+)
+
+RECALL_CACHE_OUTCOMES = ("hit", "miss", "uncached")
+
+# counter: tenant/namespace generation bumps after acknowledged writes, by outcome: ok, failed
+# (Redis failed or timed out; retried with the next batch). Failed bumps leave cached answers
+# reachable until they expire (at most the cache TTL).
+RECALL_CACHE_GENERATION_BUMPS = Counter(
+    "soma_recall_cache_generation_bumps",
+    "Recall cache generation bumps after acknowledged writes, by outcome (ok, failed)",
+    ["outcome"],
+)
+
+BUMP_OUTCOMES = ("ok", "failed")
+
 # --- memory backends (state/memory/) -------------------------------------------------------------
 # Label `backend` is `postgres` or `somabrain`; `operation` is remember, remember_batch, link,
 # links, recall or probe.

@@ -22,6 +22,8 @@ _EXPORTERS = (
     ("soma_outbox_", "outbox-drain flow (not built yet)"),
     ("soma_replication_", "wal-replication flow (not built yet)"),
     ("soma_memory_backend_", "any process running a memory backend"),
+    ("soma_recall_cache_lookups", "gateway"),
+    ("soma_recall_cache_", "write-through worker (outbox-drain too, once built)"),
 )
 _SUFFIX = {"counter": "_total", "histogram": "_bucket/_sum/_count"}
 

@@ -50,6 +50,10 @@ class Settings(BaseSettings):
     memory_timeout_s: Annotated[float, Field(gt=0, le=60)] = 5.0  # one backend call attempt
     memory_probe_timeout_s: Annotated[float, Field(gt=0, le=1.5)] = 1.0  # the fast probe
     memory_pool_max: Annotated[int, Field(ge=1, le=100)] = 10  # Postgres connections per process
+    # Recall cache in Redis (state/recall_cache.py): answers live this long (0 turns it off);
+    # every cache call, and a writer's generation bump, waits at most recall_cache_timeout_s.
+    recall_cache_ttl_s: Annotated[int, Field(ge=0, le=86_400)] = 300
+    recall_cache_timeout_s: Annotated[float, Field(gt=0, le=5)] = 0.25
 
     # HS256 signing keys by key id; the active kid signs, every listed kid verifies (rotation).
     # Unset in dev mode: the per-install key `make up` generated (DEV_JWT_SECRET).

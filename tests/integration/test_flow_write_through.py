@@ -3,10 +3,12 @@ record per write, turns linked whatever order their ends arrive in, refusals dea
 
 from __future__ import annotations
 
+import socket
 import uuid
 from collections.abc import Callable
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from soma.settings import Settings
 from tests.support.flows import WorkerProcess, wait_committed
@@ -72,3 +74,48 @@ def test_every_event_is_remembered_once_with_its_wal_record_and_turn_links(
     for source in SOURCES:
         if source != "memory.requests":
             assert topic_values(settings, f"{source}.dlq") == []
+
+
+def _worker_counter(worker: WorkerProcess, name: str, labels: dict[str, str]) -> float | None:
+    for family in text_string_to_metric_families(worker.get("/metrics").text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return sample.value
+    return None
+
+
+def test_a_silent_redis_neither_fails_nor_holds_the_batches(
+    write_through_stack: tuple[Settings, str],
+    write_through_worker_factory: Callable[..., WorkerProcess],
+    memory_schema: Settings,
+) -> None:
+    """Redis accepts connections and never answers: every generation bump times out, yet every
+    write is remembered with its WAL record, and the failed bumps are counted."""
+    settings, app_id = write_through_stack
+    tenants = [f"wt{uuid.uuid4().hex[:8]}"]
+    traffic = turn_traffic(tenants, sessions=2, turns=10, writes=10)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)  # the kernel completes connections nobody accepts or answers
+        redis_url = f"redis://127.0.0.1:{silent.getsockname()[1]}/0"
+        worker = write_through_worker_factory("w1", env={"SOMA_REDIS_URL": redis_url})
+        worker.wait_ready()
+        producer = TrafficProducer(settings)
+        producer.send(traffic)
+        producer.flush()
+        for source in SOURCES:
+            wait_committed(settings, app_id, settings.topic_prefix + source)
+        failed = _worker_counter(
+            worker, "soma_recall_cache_generation_bumps_total", {"outcome": "failed"}
+        )
+        bumped = _worker_counter(
+            worker, "soma_recall_cache_generation_bumps_total", {"outcome": "ok"}
+        )
+
+    expected = planned(traffic)
+    assert stored(memory_schema, tenants).keys() == expected.keys()
+    wal = topic_values(settings, "memory.wal")
+    assert not duplicates(wal, "idempotency_key")
+    assert {record["memory_key"] for record in wal} == expected.keys()
+    assert topic_values(settings, "memory.outbox") == []
+    assert failed is not None and failed >= 1 and bumped == 0

@@ -79,13 +79,16 @@ async def test_memory_service_down_alone_only_degrades(
     assert report["components"]["kafka"]["status"] == "ok"
 
 
-async def test_redis_down_makes_the_gateway_down(
+async def test_redis_down_alone_only_degrades(
     stack_ready: Settings, settings_factory: SettingsFactory, gateway_client: GatewayClient
 ) -> None:
+    # Redis holds only the recall cache: without it recalls are answered uncached
+    # (tests/integration/test_gateway_recall.py), so the gateway stays in rotation.
     settings = settings_factory(redis_url=f"redis://{CLOSED_PORT}/0")
     async with gateway_client(settings) as client:
         response = await client.get("/healthz")
-    assert response.status_code == 503, response.text
+    assert response.status_code == 200, response.text
+    assert response.json()["status"] == "degraded"
     components = response.json()["components"]
     assert components["redis"]["status"] == "down" and components["redis"]["error"]
     assert components["postgres"]["status"] == "ok"

@@ -1,4 +1,4 @@
-"""Health classification: the worst component wins, except a memory service that is down alone."""
+"""Health classification: the worst component wins, except a memory service or Redis down alone."""
 
 from __future__ import annotations
 
@@ -23,6 +23,9 @@ def _components(**statuses: Status) -> dict[str, ComponentHealth]:
         ({"kafka": OK, "redis": OK, "postgres": OK, MEMORY_SERVICE: DOWN}, DEGRADED),
         ({"kafka": OK, "redis": OK, "postgres": OK, MEMORY_SERVICE: DEGRADED}, DEGRADED),
         ({"kafka": DOWN, "redis": OK, "postgres": OK, MEMORY_SERVICE: DOWN}, DOWN),
+        # Without Redis recalls are answered uncached: still serving.
+        ({"kafka": OK, "redis": DOWN, "postgres": OK}, DEGRADED),
+        ({"kafka": OK, "redis": DOWN, "postgres": DOWN}, DOWN),
     ],
 )
 def test_overall_status(statuses: dict[str, Status], overall: Status) -> None:
