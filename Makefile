@@ -8,7 +8,7 @@ PYTEST_ARGS ?=
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .DEFAULT_GOAL := help
-.PHONY: help install browser stack-up stack-down stack-status topics db up down status lint format typecheck docs rules test test-unit bench clean
+.PHONY: help install browser stack-up stack-down stack-status topics db up down status lint format typecheck docs rules test test-unit bench load clean
 
 help: ## List the targets and what they do
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -82,10 +82,14 @@ test: install browser lint typecheck docs stack-up rules ## Lint, typecheck, doc
 bench: db ## Benchmarks: gateway ingest, write-through, flow scale-out, replication, replay and archives (each against a raw loop), recall cached vs uncached
 	$(BIN)/python -m tests.bench.gateway_ingest
 	$(BIN)/python -m tests.bench.write_through
+	$(BIN)/python -m tests.bench.outbox_drain
 	$(BIN)/python -m tests.bench.flow_scale
 	$(BIN)/python -m tests.bench.replication
 	$(BIN)/python -m tests.bench.replay
 	$(BIN)/python -m tests.bench.recall
+
+load: db ## The load test at the issue's size: 50,000 memory writes, 20 tenants, backend outage, kill -9
+	SOMA_LOAD_EVENTS=50000 $(BIN)/pytest tests/load -p no:cacheprovider --timeout 5400
 
 clean: ## Remove build and cache folders (keeps the stack's data)
 	rm -rf site build .pytest_cache .mypy_cache .ruff_cache
