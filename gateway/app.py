@@ -28,6 +28,8 @@ from gateway.routes import (
     kafka_status,
     memory,
     outbox,
+    overview,
+    overview_page,
     recall,
     recall_stream,
     session,
@@ -108,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.registry = TopicRegistry(settings.topic_prefix)
+    app.state.lag_watch = overview.lag_watch(settings)  # read on demand, by the overview page
     _create_counters(app.state.registry)
     install_error_handlers(app)
     # Added innermost first: metrics see every request (413s, 500s and busy 503s included), the
@@ -131,6 +134,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         audit,
         dlq,
         dlq_page,
+        overview,
+        overview_page,
         health,
     ):
         app.include_router(module.router)
