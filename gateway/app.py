@@ -25,8 +25,11 @@ from gateway.routes import (
     dlq_page,
     events,
     health,
+    kafka_status,
     memory,
     outbox,
+    overview,
+    overview_page,
     recall,
     recall_stream,
     session,
@@ -107,6 +110,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.registry = TopicRegistry(settings.topic_prefix)
+    app.state.lag_watch = overview.lag_watch(settings)  # read on demand, by the overview page
     _create_counters(app.state.registry)
     install_error_handlers(app)
     # Added innermost first: metrics see every request (413s, 500s and busy 503s included), the
@@ -126,9 +130,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         events,
         state_routes,
         admin,
+        kafka_status,
         audit,
         dlq,
         dlq_page,
+        overview,
+        overview_page,
         health,
     ):
         app.include_router(module.router)

@@ -291,3 +291,23 @@ class LagReader:
             if records:
                 newest[tp] = records[0].timestamp_ms
         return newest
+
+
+def read_lag_once(
+    settings: Settings,
+    groups: Sequence[GroupTopics],
+    dlq_topics: Iterable[str] = (),
+    *,
+    timeout_s: float = 5.0,
+) -> LagReport:
+    """One read with fresh clients, closed afterwards (blocking: call it in a thread).
+
+    For the gateway's occasional reads (`/v1/admin/kafka/status`, the overview page): no
+    client outlives the read, so none is alive across a broker restart, the situation in
+    which long-lived clients crashed the lag exporter (see soma/lag_poller.py).
+    """
+    reader = LagReader(settings, timeout_s=timeout_s)
+    try:
+        return reader.read(groups, dlq_topics)
+    finally:
+        reader.close()

@@ -15,21 +15,21 @@ router = APIRouter(include_in_schema=False)
 
 # Scripts only from this origin, no inline script: the page renders dead letters (data a
 # hostile producer chose) as text nodes, and the policy keeps any slip from executing.
-_CSP = (
+CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
     "connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'"
 )
 
 
-def _static(name: str) -> str:
+def static_text(name: str) -> str:
     return (resources.files("gateway") / "static" / name).read_text(encoding="utf-8")
 
 
 @router.get("/admin/dlq")
 async def dead_letter_page() -> HTMLResponse:
-    return HTMLResponse(_static("dlq.html"), headers={"Content-Security-Policy": _CSP})
+    return HTMLResponse(static_text("dlq.html"), headers={"Content-Security-Policy": CSP})
 
 
 @router.get("/admin/dlq.js")
 async def dead_letter_script() -> Response:
-    return Response(_static("dlq.js"), media_type="text/javascript")
+    return Response(static_text("dlq.js"), media_type="text/javascript")
