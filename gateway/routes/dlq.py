@@ -55,10 +55,16 @@ def public_id(entry_id: str) -> str:
 
 
 def entry_id_of(ident: str) -> str:
+    """The index key an id names; NotFound for anything `public_id` cannot have made (the
+    lenient decoder would drop characters outside the alphabet: `!` decoded to an empty key)."""
     try:
-        return base64.urlsafe_b64decode(ident + "=" * (-len(ident) % 4)).decode()
+        padded = ident + "=" * (-len(ident) % 4)
+        key = base64.b64decode(padded, altchars=b"-_", validate=True).decode()
     except (binascii.Error, ValueError, UnicodeDecodeError):
         raise NotFound("not a dead-letter id") from None
+    if not key or public_id(key) != ident:
+        raise NotFound("not a dead-letter id")
+    return key
 
 
 class Filters(BaseModel):

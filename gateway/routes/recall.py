@@ -83,12 +83,25 @@ def backend_refused(exc: BackendRejected) -> SchemaValidationError:
     return _refused(exc.field or "query", "backend", str(exc))
 
 
+# Published in the OpenAPI document, so what the schema allows is what the route takes: a scope
+# part holds no '/' and no control character (processors/memory_keys.check_part); empty means
+# the default.
+SCOPE_PART = r"^[^/\x00-\x1f\x7f]*$"
+NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
+
+
 async def recall_query(
     request: Request,
     query: str = Query(min_length=1, max_length=MAX_QUERY_CHARS, description="Words to match"),
-    session_id: str | None = Query(None, max_length=256, description="Only this session"),
-    namespace: str | None = Query(None, max_length=128, description="SOMA_NAMESPACE if absent"),
-    universe: str | None = Query(None, max_length=128, description="X-Universe-Id if absent"),
+    session_id: str | None = Query(
+        None, max_length=256, pattern=NO_CONTROL, description="Only this session"
+    ),
+    namespace: str | None = Query(
+        None, max_length=128, pattern=SCOPE_PART, description="SOMA_NAMESPACE if absent"
+    ),
+    universe: str | None = Query(
+        None, max_length=128, pattern=SCOPE_PART, description="X-Universe-Id if absent"
+    ),
     top_k: int = Query(3, ge=1, le=TOP_K_MAX, description="At most this many hits"),
     edge: EdgeContext = Depends(edge_context),
 ) -> RecallQuery:
