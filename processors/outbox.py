@@ -24,7 +24,7 @@ class OutboxPolicy:
 
     batch_max: int = 25  # one remember_batch (upstream: 25)
     degraded_interval_s: float = 1.0  # degraded: at most one batch a second (upstream)
-    batches_per_sweep: int = 8  # normal: then the partition yields to new arrivals
+    batches_per_sweep: int = 40  # normal: then the partition yields to arrivals and the others
     backoff: Backoff = ITEM_BACKOFF  # per item, full jitter
     max_attempts: int = 200  # then dead-lettered: ~3 h of failures at the 60 s cap
     max_age_s: float = 7 * 86400.0  # a write older than this is dead-lettered, not sent

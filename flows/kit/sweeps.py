@@ -6,7 +6,11 @@ summary of every row per owned partition in memory (loaded from the local store 
 the partition is swept in a consumer generation, then kept current by every write the flow
 makes), calls the flow's handler with them, and makes the result durable in the batch commit
 order: effects, then outputs and dead letters acknowledged, then table writes acknowledged. A
-sweep commits no offsets and takes the runtime's lock, so it never interleaves with a batch.
+sweep commits no offsets and takes the runtime's lock, so it never interleaves with a batch;
+the partitions of one round are swept concurrently, each by one task.
+
+A sweep that made something durable is followed at once by another (a backlog drains at the
+backend's pace, not one quota per interval); one that did nothing waits the interval.
 
 A sweep whose commit steps fail ends the process, like a batch (flows/kit/commit.py): its
 outputs may be on the broker without its table writes, and only a restart (which reloads the
@@ -99,15 +103,29 @@ class SweepRunner:
         for gone in set(self.summaries) - set(owned):
             self.summaries.pop(gone, None)
             self._loaded.pop(gone, None)
-        for partition in owned:
-            async with runtime.lock:
-                if runtime.rebalancing() or TP(self.source, partition) not in runtime.owned():
-                    continue
-                await self.sweep_partition(partition)
+        # One round holds the lock for every partition and sweeps them concurrently: each
+        # partition is still swept by one task (its rows in order), while one partition's
+        # backend call overlaps another's broker acknowledgements.
+        async with runtime.lock:
+            if runtime.rebalancing():
+                return
+            runtime.sync_generation()
+            live = [p for p in owned if TP(self.source, p) in runtime.owned()]
+            results = await asyncio.gather(
+                *(self.sweep_partition(p) for p in live), return_exceptions=True
+            )
+        for partition, result in zip(live, results, strict=True):
+            if isinstance(result, BaseException):
+                log.error(
+                    "%s: sweep of partition %d failed: %r",
+                    runtime.spec.name,
+                    partition,
+                    result,
+                    exc_info=result,
+                )
 
     async def sweep_partition(self, partition: int) -> None:
         runtime = self.runtime
-        runtime.sync_generation()
         generation = runtime.generation()
         if self._loaded.get(partition) != generation:
             self.summaries[partition] = self._load(partition)
