@@ -11,6 +11,7 @@ from fastapi_offline import FastAPIOffline
 from gateway.backpressure import OutboxBackpressure, running
 from gateway.errors import install_error_handlers
 from gateway.in_flight import InFlightLimitMiddleware
+from gateway.memory_health import MemoryHealth
 from gateway.middleware import (
     BodyLimitMiddleware,
     MetricsMiddleware,
@@ -26,6 +27,7 @@ from gateway.routes import (
     events,
     health,
     memory,
+    memory_health,
     outbox,
     recall,
     recall_stream,
@@ -33,6 +35,7 @@ from gateway.routes import (
 )
 from gateway.routes import state as state_routes
 from processors.backpressure import BackpressurePolicy
+from processors.memory_health import MEMORY_HEALTH_UPSTREAM
 from soma.metrics import (
     GATEWAY_PRODUCE_FAILURES,
     GATEWAY_THROTTLED_REQUESTS,
@@ -78,6 +81,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.dead_letters = DeadLetters(settings, app.state.state_reader, app.state.producer)
         # Connects on first use: a backend that is down answers recall with 503, not a crash.
         app.state.memory_backend = memory_backend(settings)
+        app.state.memory_health = MemoryHealth(
+            settings, app.state.state_reader, app.state.memory_backend, MEMORY_HEALTH_UPSTREAM
+        )
         app.state.backpressure = OutboxBackpressure(
             app.state.state_reader,
             BackpressurePolicy(tenant_limit=settings.outbox_tenant_limit),
@@ -87,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             async with running(app.state.backpressure):
                 yield
         finally:
+            app.state.memory_health.close()
             await app.state.memory_backend.aclose()
             # Flush what is in flight so accepted requests' records are not dropped on shutdown.
             app.state.producer.close(settings.produce_timeout_s)
@@ -130,6 +137,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dlq,
         dlq_page,
         health,
+        memory_health,
     ):
         app.include_router(module.router)
     install_openapi(app, settings)
