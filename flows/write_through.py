@@ -18,11 +18,12 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from flows.kit.handover import Handover
+from flows.kit.spans import EventSpans
 from flows.spec import BatchResult, FlowContext, FlowSpec, Output, Rejected, TableSpec
 from processors.intake import Event
 from processors.memory import MemoryLink
@@ -40,6 +41,7 @@ from state.recall_cache import GenerationBumper, redis_client
 
 log = logging.getLogger(__name__)
 
+SPEC_NAME = "write-through"
 WAL, OUTBOX = "memory.wal", "memory.outbox"
 SESSIONS, POSITIONS = "session_turns", "source_positions"
 LINK_CONCURRENCY = 4  # link calls in flight per batch: well inside the backend's pool
@@ -90,7 +92,17 @@ async def write_through(events: Sequence[Event], ctx: FlowContext) -> BatchResul
     outputs: list[Output] = []
     checked: set[int] = set()
     if plan.writes:
-        outputs, refused = await _deliver(resources, plan)
+        spans = EventSpans(SPEC_NAME, [(p.event, p.write.traceparent) for p in plan.writes])
+        plan.writes = [
+            replace(p, write=replace(p.write, traceparent=tp)) if tp != p.write.traceparent else p
+            for p, tp in zip(plan.writes, spans.traceparents, strict=True)
+        ]
+        try:
+            outputs, refused = await _deliver(resources, plan)
+        except BaseException as exc:
+            spans.end("failed", exc)
+            raise
+        spans.end(_outcome(outputs, refused))
         rejected.extend(refused)
         handover = resources.handover
         outputs, checked = await handover.drop_sent(ctx.settings, outputs, found, events)
@@ -129,6 +141,12 @@ async def _deliver(
         for planned, result in zip(plan.writes, results, strict=True)
     ]
     return outputs, []
+
+
+def _outcome(outputs: Sequence[Output], refused: Sequence[Rejected]) -> str:
+    if refused:
+        return "rejected"
+    return "wal" if any(output.topic == WAL for output in outputs) else "outbox"
 
 
 def _park(
@@ -180,7 +198,7 @@ def _memory_link(planned: PlannedLink) -> MemoryLink:
 
 
 SPEC = FlowSpec(
-    name="write-through",
+    name=SPEC_NAME,
     app_id="soma-write-through",
     description="conversation, tool and memory events to the memory backend exactly once in "
     "effect; acknowledged writes to memory.wal, unreachable backend to memory.outbox",

@@ -45,6 +45,7 @@ from soma.metrics import (
     THROTTLE_REASONS,
 )
 from soma.settings import Settings, get_settings
+from soma.tracing import configure_tracing
 from state.dead_letters import DeadLetters
 from state.memory.factory import memory_backend
 from state.reads import StateReader
@@ -57,6 +58,7 @@ from topics.registry import TopicRegistry
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A gateway bound to `settings` (the process-wide settings when None)."""
     settings = settings or get_settings()
+    configure_tracing("somastream-gateway")  # once per process; off unless OTEL_* says
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
