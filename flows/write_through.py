@@ -24,8 +24,18 @@ from typing import Any
 
 from flows.kit.handover import Handover
 from flows.kit.spans import EventSpans
-from flows.spec import BatchResult, FlowContext, FlowSpec, Output, Rejected, TableSpec
+from flows.spec import (
+    BatchResult,
+    FlowContext,
+    FlowSpec,
+    Output,
+    Rejected,
+    StatePage,
+    TableSpec,
+)
+from processors.agent_profiles import NO_AGENTS, SessionAgents, fold_agents
 from processors.intake import Event
+from processors.keys import KeyRule
 from processors.memory import MemoryLink
 from processors.memory_keys import parse_memory_key
 from processors.source_positions import NO_POSITIONS, SourcePositions, position_key
@@ -43,7 +53,7 @@ log = logging.getLogger(__name__)
 
 SPEC_NAME = "write-through"
 WAL, OUTBOX = "memory.wal", "memory.outbox"
-SESSIONS, POSITIONS = "session_turns", "source_positions"
+SESSIONS, POSITIONS, AGENTS = "session_turns", "source_positions", "session_agents"
 LINK_CONCURRENCY = 4  # link calls in flight per batch: well inside the backend's pool
 
 
@@ -88,7 +98,11 @@ async def write_through(events: Sequence[Event], ctx: FlowContext) -> BatchResul
         now_ms=int(time.time() * 1000),
     )
     rejected = [Rejected(event, error) for event, error in plan.refused]
-    writes: dict[str, Any] = {SESSIONS: plan.sessions, POSITIONS: plan.positions}
+    agents = fold_agents(
+        ctx.table(AGENTS).get,
+        [(e.key, e.tenant, e.value, e.record.timestamp_ms) for e in events],
+    )
+    writes: dict[str, Any] = {SESSIONS: plan.sessions, POSITIONS: plan.positions, AGENTS: agents}
     outputs: list[Output] = []
     checked: set[int] = set()
     if plan.writes:
@@ -210,6 +224,18 @@ SPEC = FlowSpec(
     tables=(
         TableSpec(POSITIONS, SourcePositions.to_dict, SourcePositions.from_dict, NO_POSITIONS),
         TableSpec(SESSIONS, SessionTurns.to_dict, SessionTurns.from_dict, NO_TURNS),
+        # The agent profiles each session named: GET /v1/agents/profiles scans this page.
+        TableSpec(AGENTS, SessionAgents.to_dict, SessionAgents.from_dict, NO_AGENTS),
+    ),
+    state_pages=(
+        StatePage(
+            "agent-profiles",
+            table=AGENTS,
+            key_rule=KeyRule.TENANT_SESSION,
+            summary="Agent profiles a session's events named",
+            public=False,  # read by gateway/routes/agents.py, tenant-scoped there
+            order_by="last_seen",
+        ),
     ),
     outputs=(WAL, OUTBOX),
     resources=open_backend,

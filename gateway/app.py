@@ -21,6 +21,7 @@ from gateway.middleware import (
 from gateway.openapi import install_openapi
 from gateway.routes import (
     admin,
+    agents,
     audit,
     dlq,
     dlq_page,
@@ -140,6 +141,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dlq_page,
         health,
         memory_health,
+        agents,
     ):
         app.include_router(module.router)
     install_openapi(app, settings)
