@@ -23,6 +23,10 @@ router = APIRouter(tags=["memory"])
 
 MAX_QUERY_CHARS = 2048  # a query ORs at most 32 words; longer text adds nothing
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# The rules below, stated in the OpenAPI document only: the route checks them itself so a
+# refusal names the rule the docs give (`scope` for namespace and universe, `pattern`).
+_NO_CONTROL: dict[str, Any] = {"pattern": "^[^\\x00-\\x1f\\x7f]*$"}
+_PART: dict[str, Any] = {"pattern": "^[^/\\x00-\\x1f\\x7f]*$"}
 CACHE_HEADER = "X-Recall-Cache"  # hit, miss, uncached or off: where the answer came from
 
 
@@ -86,9 +90,15 @@ def backend_refused(exc: BackendRejected) -> SchemaValidationError:
 async def recall_query(
     request: Request,
     query: str = Query(min_length=1, max_length=MAX_QUERY_CHARS, description="Words to match"),
-    session_id: str | None = Query(None, max_length=256, description="Only this session"),
-    namespace: str | None = Query(None, max_length=128, description="SOMA_NAMESPACE if absent"),
-    universe: str | None = Query(None, max_length=128, description="X-Universe-Id if absent"),
+    session_id: str | None = Query(
+        None, max_length=256, description="Only this session", json_schema_extra=_NO_CONTROL
+    ),
+    namespace: str | None = Query(
+        None, max_length=128, description="SOMA_NAMESPACE if absent", json_schema_extra=_PART
+    ),
+    universe: str | None = Query(
+        None, max_length=128, description="X-Universe-Id if absent", json_schema_extra=_PART
+    ),
     top_k: int = Query(3, ge=1, le=TOP_K_MAX, description="At most this many hits"),
     edge: EdgeContext = Depends(edge_context),
 ) -> RecallQuery:
