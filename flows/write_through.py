@@ -18,13 +18,24 @@ import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from flows.kit.handover import Handover
-from flows.spec import BatchResult, FlowContext, FlowSpec, Output, Rejected, TableSpec
+from flows.kit.spans import EventSpans
+from flows.spec import (
+    BatchResult,
+    FlowContext,
+    FlowSpec,
+    Output,
+    Rejected,
+    StatePage,
+    TableSpec,
+)
+from processors.agent_profiles import NO_AGENTS, SessionAgents, fold_agents
 from processors.intake import Event
+from processors.keys import KeyRule
 from processors.memory import MemoryLink
 from processors.memory_keys import parse_memory_key
 from processors.source_positions import NO_POSITIONS, SourcePositions, position_key
@@ -40,8 +51,9 @@ from state.recall_cache import GenerationBumper, redis_client
 
 log = logging.getLogger(__name__)
 
+SPEC_NAME = "write-through"
 WAL, OUTBOX = "memory.wal", "memory.outbox"
-SESSIONS, POSITIONS = "session_turns", "source_positions"
+SESSIONS, POSITIONS, AGENTS = "session_turns", "source_positions", "session_agents"
 LINK_CONCURRENCY = 4  # link calls in flight per batch: well inside the backend's pool
 
 
@@ -86,11 +98,25 @@ async def write_through(events: Sequence[Event], ctx: FlowContext) -> BatchResul
         now_ms=int(time.time() * 1000),
     )
     rejected = [Rejected(event, error) for event, error in plan.refused]
-    writes: dict[str, Any] = {SESSIONS: plan.sessions, POSITIONS: plan.positions}
+    agents = fold_agents(
+        ctx.table(AGENTS).get,
+        [(e.key, e.tenant, e.value, e.record.timestamp_ms) for e in events],
+    )
+    writes: dict[str, Any] = {SESSIONS: plan.sessions, POSITIONS: plan.positions, AGENTS: agents}
     outputs: list[Output] = []
     checked: set[int] = set()
     if plan.writes:
-        outputs, refused = await _deliver(resources, plan)
+        spans = EventSpans(SPEC_NAME, [(p.event, p.write.traceparent) for p in plan.writes])
+        plan.writes = [
+            replace(p, write=replace(p.write, traceparent=tp)) if tp != p.write.traceparent else p
+            for p, tp in zip(plan.writes, spans.traceparents, strict=True)
+        ]
+        try:
+            outputs, refused = await _deliver(resources, plan)
+        except BaseException as exc:
+            spans.end("failed", exc)
+            raise
+        spans.end(_outcome(outputs, refused))
         rejected.extend(refused)
         handover = resources.handover
         outputs, checked = await handover.drop_sent(ctx.settings, outputs, found, events)
@@ -129,6 +155,12 @@ async def _deliver(
         for planned, result in zip(plan.writes, results, strict=True)
     ]
     return outputs, []
+
+
+def _outcome(outputs: Sequence[Output], refused: Sequence[Rejected]) -> str:
+    if refused:
+        return "rejected"
+    return "wal" if any(output.topic == WAL for output in outputs) else "outbox"
 
 
 def _park(
@@ -180,7 +212,7 @@ def _memory_link(planned: PlannedLink) -> MemoryLink:
 
 
 SPEC = FlowSpec(
-    name="write-through",
+    name=SPEC_NAME,
     app_id="soma-write-through",
     description="conversation, tool and memory events to the memory backend exactly once in "
     "effect; acknowledged writes to memory.wal, unreachable backend to memory.outbox",
@@ -192,6 +224,18 @@ SPEC = FlowSpec(
     tables=(
         TableSpec(POSITIONS, SourcePositions.to_dict, SourcePositions.from_dict, NO_POSITIONS),
         TableSpec(SESSIONS, SessionTurns.to_dict, SessionTurns.from_dict, NO_TURNS),
+        # The agent profiles each session named: GET /v1/agents/profiles scans this page.
+        TableSpec(AGENTS, SessionAgents.to_dict, SessionAgents.from_dict, NO_AGENTS),
+    ),
+    state_pages=(
+        StatePage(
+            "agent-profiles",
+            table=AGENTS,
+            key_rule=KeyRule.TENANT_SESSION,
+            summary="Agent profiles a session's events named",
+            public=False,  # read by gateway/routes/agents.py, tenant-scoped there
+            order_by="last_seen",
+        ),
     ),
     outputs=(WAL, OUTBOX),
     resources=open_backend,

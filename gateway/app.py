@@ -11,6 +11,7 @@ from fastapi_offline import FastAPIOffline
 from gateway.backpressure import OutboxBackpressure, running
 from gateway.errors import install_error_handlers
 from gateway.in_flight import InFlightLimitMiddleware
+from gateway.memory_health import MemoryHealth
 from gateway.middleware import (
     BodyLimitMiddleware,
     MetricsMiddleware,
@@ -20,6 +21,7 @@ from gateway.middleware import (
 from gateway.openapi import install_openapi
 from gateway.routes import (
     admin,
+    agents,
     audit,
     dlq,
     dlq_page,
@@ -27,6 +29,7 @@ from gateway.routes import (
     health,
     kafka_status,
     memory,
+    memory_health,
     outbox,
     overview,
     overview_page,
@@ -36,6 +39,7 @@ from gateway.routes import (
 )
 from gateway.routes import state as state_routes
 from processors.backpressure import BackpressurePolicy
+from processors.memory_health import MEMORY_HEALTH_UPSTREAM
 from soma.metrics import (
     GATEWAY_PRODUCE_FAILURES,
     GATEWAY_THROTTLED_REQUESTS,
@@ -45,6 +49,7 @@ from soma.metrics import (
     THROTTLE_REASONS,
 )
 from soma.settings import Settings, get_settings
+from soma.tracing import configure_tracing
 from state.dead_letters import DeadLetters
 from state.memory.factory import memory_backend
 from state.reads import StateReader
@@ -57,6 +62,7 @@ from topics.registry import TopicRegistry
 def create_app(settings: Settings | None = None) -> FastAPI:
     """A gateway bound to `settings` (the process-wide settings when None)."""
     settings = settings or get_settings()
+    configure_tracing("somastream-gateway")  # once per process; off unless OTEL_* says
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -81,6 +87,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.dead_letters = DeadLetters(settings, app.state.state_reader, app.state.producer)
         # Connects on first use: a backend that is down answers recall with 503, not a crash.
         app.state.memory_backend = memory_backend(settings)
+        app.state.memory_health = MemoryHealth(
+            settings, app.state.state_reader, app.state.memory_backend, MEMORY_HEALTH_UPSTREAM
+        )
         app.state.backpressure = OutboxBackpressure(
             app.state.state_reader,
             BackpressurePolicy(tenant_limit=settings.outbox_tenant_limit),
@@ -90,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             async with running(app.state.backpressure):
                 yield
         finally:
+            app.state.memory_health.close()
             await app.state.memory_backend.aclose()
             # Flush what is in flight so accepted requests' records are not dropped on shutdown.
             app.state.producer.close(settings.produce_timeout_s)
@@ -137,6 +147,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         overview,
         overview_page,
         health,
+        memory_health,
+        agents,
     ):
         app.include_router(module.router)
     install_openapi(app, settings)

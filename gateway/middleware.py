@@ -6,14 +6,18 @@ import logging
 import re
 import time
 import uuid
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.errors import INTERNAL_ERROR_BODY, PayloadTooLarge
-from processors.tracing import new_traceparent, parse_traceparent
+from processors.tracing import parse_traceparent
 from soma.metrics import GATEWAY_REJECTED_REQUESTS, GATEWAY_REQUEST_SECONDS, GATEWAY_REQUESTS
+from soma.tracing import remote_parent, span_traceparent
 
 log = logging.getLogger(__name__)
 
@@ -46,20 +50,38 @@ class RequestContextMiddleware:
         incoming = _header(scope, b"x-request-id")
         request_id = incoming if incoming and _REQUEST_ID.fullmatch(incoming) else str(uuid.uuid4())
         parent = parse_traceparent(_header(scope, b"traceparent"))
-        span = parent.child() if parent else new_traceparent()
-        state: dict[str, Any] = scope.setdefault("state", {})
-        state["request_id"] = request_id
-        state["traceparent"] = span.header()
+        method = str(scope.get("method", ""))
+        current = trace.get_current_span()
+        if current.is_recording() and current.get_span_context().is_valid:
+            # FastAPI's own request span (FastAPI >= 0.16x records one when a tracer provider
+            # is set): the gateway's hop is that span, not a second SERVER span beside it.
+            scope_span: AbstractContextManager[Span] = nullcontext(current)
+        else:
+            scope_span = trace.get_tracer(__name__).start_as_current_span(
+                f"{method} {scope.get('path', '')}",
+                context=remote_parent(parent),
+                kind=SpanKind.SERVER,
+                record_exception=False,
+            )
+        with scope_span as otel_span:
+            span = span_traceparent(otel_span, parent)
+            otel_span.set_attribute("http.request.method", method)
+            otel_span.set_attribute("url.path", str(scope.get("path", "")))
+            otel_span.set_attribute("soma.request_id", request_id)
+            state: dict[str, Any] = scope.setdefault("state", {})
+            state["request_id"] = request_id
+            state["traceparent"] = span.header()
 
-        async def send_with_ids(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers.append((b"x-request-id", request_id.encode()))
-                headers.append((b"traceparent", span.header().encode()))
-                message = {**message, "headers": headers}
-            await send(message)
+            async def send_with_ids(message: Message) -> None:
+                if message["type"] == "http.response.start":
+                    otel_span.set_attribute("http.response.status_code", message["status"])
+                    headers = list(message.get("headers", []))
+                    headers.append((b"x-request-id", request_id.encode()))
+                    headers.append((b"traceparent", span.header().encode()))
+                    message = {**message, "headers": headers}
+                await send(message)
 
-        await self.app(scope, receive, send_with_ids)
+            await self.app(scope, receive, send_with_ids)
 
 
 class BodyLimitMiddleware:

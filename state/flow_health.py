@@ -48,10 +48,15 @@ def _rank(status: str) -> int:
     return _RANK.get(status, 2)
 
 
-async def flow_health(reader: StateReader, flow: str) -> FlowHealth | None:
-    """Ask every worker of `flow` (found through its consumer group) for its health."""
+async def flow_answers(
+    reader: StateReader, flow: str
+) -> tuple[str, list[Mapping[str, Any] | None]] | None:
+    """The group's state and every worker's /health answer (None: unreachable), or None when
+    the flow never ran against this plane."""
     group = f"{reader.settings.topic_prefix}{flow_spec(flow).app_id}"
     state, urls = await reader.locator.members(group)
+    if state == "Dead" and not urls:
+        return None
     async with httpx.AsyncClient(timeout=WORKER_TIMEOUT_S) as client:
 
         async def ask(url: str) -> Mapping[str, Any] | None:
@@ -62,4 +67,12 @@ async def flow_health(reader: StateReader, flow: str) -> FlowHealth | None:
                 return None
 
         answers = await asyncio.gather(*(ask(url) for url in urls))
-    return combine(state, answers)
+    return state, list(answers)
+
+
+async def flow_health(reader: StateReader, flow: str) -> FlowHealth | None:
+    """Ask every worker of `flow` (found through its consumer group) for its health."""
+    found = await flow_answers(reader, flow)
+    if found is None:
+        return None
+    return combine(*found)

@@ -38,6 +38,7 @@ from processors.worker_identity import worker_client_id
 from soma.halts import clear_halted
 from soma.queues import QueueMeter
 from soma.settings import Settings, get_settings
+from soma.tracing import configure_tracing
 from topics.admin import apply_topics, partition_counts
 from topics.producer import EventProducer
 from topics.registry import DLQ_MAX_MESSAGE_BYTES, TopicRegistry, TopicSpec
@@ -262,6 +263,7 @@ def run_worker(
     loglevel: str = "info",
 ) -> None:
     """Start the worker and block until it is stopped (SIGTERM/SIGINT stop it cleanly)."""
+    configure_tracing(f"somastream-{name}")  # off unless OTEL_* (or SOMA_TRACES_FILE) says
     app, _ = prepare_worker(name, port=port, data_dir=data_dir, app_id=app_id)
     tune_garbage_collector()
     faust.Worker(app, loglevel=loglevel).execute_from_commandline()

@@ -23,6 +23,10 @@ router = APIRouter(tags=["memory"])
 
 MAX_QUERY_CHARS = 2048  # a query ORs at most 32 words; longer text adds nothing
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# The rules below, stated in the OpenAPI document only: the route checks them itself so a
+# refusal names the rule the docs give (`scope` for namespace and universe, `pattern`).
+_NO_CONTROL: dict[str, Any] = {"pattern": "^[^\\x00-\\x1f\\x7f]*$"}
+_PART: dict[str, Any] = {"pattern": "^[^/\\x00-\\x1f\\x7f]*$"}
 CACHE_HEADER = "X-Recall-Cache"  # hit, miss, uncached or off: where the answer came from
 
 
@@ -83,24 +87,17 @@ def backend_refused(exc: BackendRejected) -> SchemaValidationError:
     return _refused(exc.field or "query", "backend", str(exc))
 
 
-# Published in the OpenAPI document, so what the schema allows is what the route takes: a scope
-# part holds no '/' and no control character (processors/memory_keys.check_part); empty means
-# the default.
-SCOPE_PART = r"^[^/\x00-\x1f\x7f]*$"
-NO_CONTROL = r"^[^\x00-\x1f\x7f]*$"
-
-
 async def recall_query(
     request: Request,
     query: str = Query(min_length=1, max_length=MAX_QUERY_CHARS, description="Words to match"),
     session_id: str | None = Query(
-        None, max_length=256, pattern=NO_CONTROL, description="Only this session"
+        None, max_length=256, description="Only this session", json_schema_extra=_NO_CONTROL
     ),
     namespace: str | None = Query(
-        None, max_length=128, pattern=SCOPE_PART, description="SOMA_NAMESPACE if absent"
+        None, max_length=128, description="SOMA_NAMESPACE if absent", json_schema_extra=_PART
     ),
     universe: str | None = Query(
-        None, max_length=128, pattern=SCOPE_PART, description="X-Universe-Id if absent"
+        None, max_length=128, description="X-Universe-Id if absent", json_schema_extra=_PART
     ),
     top_k: int = Query(3, ge=1, le=TOP_K_MAX, description="At most this many hits"),
     edge: EdgeContext = Depends(edge_context),

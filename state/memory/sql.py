@@ -26,13 +26,15 @@ RETURNING key
 
 # Row-level security already limits rows to the transaction's scope; the scope is repeated in
 # WHERE so the planner can use the scope indexes. ts_rank_cd normalisation 32 maps the rank
-# into [0, 1); recency halves the second half of the score every half-life.
+# into [0, 1); recency halves the second half of the score every half-life, at most 1,000
+# times: 0.5^x underflows double precision past x ~ 1,074, and Postgres then fails the whole
+# query ("value out of range: underflow") for a memory whose occurred_at is that old.
 RECALL = """
 SELECT key, value, occurred_at, score FROM (
     SELECT m.key, m.value, m.occurred_at,
            ts_rank_cd(m.tsv, q.tsq, 32)
-             * (0.5 + 0.5 * power(0.5, greatest(extract(epoch FROM now() - m.occurred_at), 0)
-                                        / %(half_life)s::float8)) AS score
+             * (0.5 + 0.5 * power(0.5, least(greatest(extract(epoch FROM now() - m.occurred_at), 0)
+                                              / %(half_life)s::float8, 1000))) AS score
     FROM memory_items m, to_tsquery('simple', %(tsq)s) AS q(tsq)
     WHERE m.tenant = %(tenant)s AND m.namespace = %(namespace)s AND m.universe = %(universe)s
       AND m.tsv @@ q.tsq

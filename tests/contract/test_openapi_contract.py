@@ -25,6 +25,7 @@ from tests.conftest import TEST_JWT_KEYS, TokenFactory
 from tests.integration.conftest import TopicSetFactory
 from tests.support.flows import WorkerProcess
 from tests.support.processes import free_port, running_gateway
+from tests.support.somabrain import StandIn
 
 pytestmark = pytest.mark.contract
 
@@ -35,10 +36,19 @@ ST = Path(sys.executable).with_name("st")
 
 
 @pytest.fixture
-def plane(topic_set_factory: TopicSetFactory, tmp_path: Path) -> Iterator[tuple[str, Settings]]:
+def plane(
+    topic_set_factory: TopicSetFactory, tmp_path: Path, standin: StandIn
+) -> Iterator[tuple[str, Settings]]:
     """A gateway and a worker of every flow with state pages, over every topic, under a fresh
     prefix (the gateway's state reads look for each flow's default group)."""
     settings, _ = topic_set_factory(stack_dir=tmp_path)
+    # The write-through worker (it serves GET /v1/agents/profiles) writes to the SomaBrain
+    # stand-in: against Postgres the fuzzed memory writes that Postgres cannot store (a NUL
+    # inside a payload string) are dead-lettered, 100 in a row halt the flow as they should,
+    # and the route then answers its documented 503, which the no-5xx check counts as a failure.
+    backend = {
+        "write-through": {"SOMA_BASE_URL": standin.url, "SOMA_API_TOKEN": standin.token},
+    }
     workers = [
         WorkerProcess(
             spec.name,
@@ -47,6 +57,7 @@ def plane(topic_set_factory: TopicSetFactory, tmp_path: Path) -> Iterator[tuple[
             free_port(),
             tmp_path / spec.name,
             tmp_path / f"{spec.name}.log",
+            env=backend.get(spec.name, {}),
         )
         for spec in flow_specs()
         if spec.state_pages

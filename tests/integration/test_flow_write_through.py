@@ -6,8 +6,11 @@ from __future__ import annotations
 import socket
 import uuid
 from collections.abc import Callable
+from typing import Any
 
+import orjson
 import pytest
+from confluent_kafka import Producer
 from prometheus_client.parser import text_string_to_metric_families
 
 from soma.settings import Settings
@@ -24,6 +27,9 @@ from tests.support.write_through import (
     turn_links,
     turn_traffic,
 )
+from topics.producer import producer_config
+from topics.records import RecordContext, build_record
+from topics.registry import TopicRegistry
 
 pytestmark = pytest.mark.integration
 
@@ -37,9 +43,11 @@ def test_every_event_is_remembered_once_with_its_wal_record_and_turn_links(
     tenants = [f"wt{uuid.uuid4().hex[:8]}", f"wt{uuid.uuid4().hex[:8]}"]
     producer = TrafficProducer(settings)
     traffic = turn_traffic(tenants, sessions=4, turns=60, writes=30)
-    refused = memory_write(tenants[0], "bad", 0, namespace="no/slash")  # valid JSON, no scope
-    producer.send([*traffic, ("memory.requests", refused)])
+    producer.send(traffic)
     producer.flush()
+    # Valid JSON that no memory key can hold. The schema refuses it at every producer now; a
+    # record written before that rule, or by a producer that skips validation, still arrives.
+    send_unvalidated(settings, memory_write(tenants[0], "bad", 0, namespace="no/slash"))
 
     write_through_worker_factory("w1").wait_ready()
     for source in SOURCES:
@@ -66,14 +74,27 @@ def test_every_event_is_remembered_once_with_its_wal_record_and_turn_links(
     assert len(turn_links(traffic)) == 120
 
     letters = topic_values(settings, "memory.requests.dlq")
+    # Refused by the flow's intake against the schema (the same rule as the edge's), before
+    # the write plan's own scope check (WriteRefused) would have refused it.
     assert [(d["reason"], d["error_class"].rsplit(".", 1)[-1]) for d in letters] == [
-        ("rejected", "WriteRefused")
+        ("schema", "PoisonRecord")
     ]
     assert "namespace" in letters[0]["error_message"]
     assert topic_values(settings, "memory.outbox") == []
     for source in SOURCES:
         if source != "memory.requests":
             assert topic_values(settings, f"{source}.dlq") == []
+
+
+def send_unvalidated(settings: Settings, event: dict[str, Any]) -> None:
+    """`event` to memory.requests with the key and headers the gateway would give it, unchecked."""
+    spec = TopicRegistry(settings.topic_prefix).get("memory.requests")
+    shape = build_record(spec, {**event, "namespace": "ok"}, RecordContext(tenant=event["tenant"]))
+    producer = Producer(producer_config(settings))
+    producer.produce(
+        shape.topic, orjson.dumps(event), shape.key_bytes(), headers=list(shape.headers)
+    )
+    assert producer.flush(30) == 0
 
 
 def _worker_counter(worker: WorkerProcess, name: str, labels: dict[str, str]) -> float | None:

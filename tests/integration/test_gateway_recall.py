@@ -87,7 +87,7 @@ async def test_recall_refuses_bad_parameters_with_the_field_named(
     async with gateway_client(settings) as client:
         headers = auth_headers(settings, "acme")
         cases = {
-            ("/query/namespace", "pattern"): {"query": "x", "namespace": "a/b"},
+            ("/query/namespace", "scope"): {"query": "x", "namespace": "a/b"},
             ("/query/top_k", "maximum"): {"query": "x", "top_k": 51},
             ("/query/query", "required"): {},
             ("/query/query", "minLength"): {"query": "   "},

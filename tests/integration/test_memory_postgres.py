@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
@@ -12,7 +13,7 @@ from psycopg import errors
 from typer.testing import CliRunner
 
 from processors.backend_policy import HealthMode
-from processors.memory import MemoryWrite
+from processors.memory import MemoryWrite, RecallQuery
 from processors.memory_keys import MemoryScope
 from soma.cli_db import db_app
 from soma.settings import Settings
@@ -106,6 +107,22 @@ async def test_a_value_postgres_cannot_store_is_rejected_naming_the_field(
         await backend.remember(bad)
     assert caught.value.field == "value"
     assert caught.value.backend == "postgres"
+
+
+async def test_a_memory_from_year_one_is_recalled_not_an_underflow(
+    backend: PostgresMemoryBackend, scope_factory: ScopeFactory
+) -> None:
+    # Seen in the contract run: a schema-valid occurred_at of 0001-01-01 made the recency
+    # factor 0.5^(age/half-life) underflow, and Postgres failed every recall of the scope.
+    scope = scope_factory()
+    ancient = datetime(1, 1, 1, tzinfo=UTC)
+    await backend.remember(
+        MemoryWrite.for_event(scope, "old", {"text": "heron"}, occurred_at=ancient)
+    )
+    await backend.remember(MemoryWrite.for_event(scope, "new", {"text": "heron"}))
+    query = RecallQuery(scope.tenant, scope.namespace, "heron", top_k=5, universe=scope.universe)
+    hits = await backend.recall(query)
+    assert [str(hit.key).rsplit("/", 1)[-1] for hit in hits] == ["new", "old"]
 
 
 async def test_a_postgres_that_is_not_there_is_unavailable_fast() -> None:

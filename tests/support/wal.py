@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from confluent_kafka import Producer
 
 from processors.audit import rfc3339
@@ -72,6 +73,16 @@ class WalProducer:
             self._producer.poll(0)
             sent += 1
         return sent
+
+    def send_unvalidated(self, event: dict[str, Any]) -> None:
+        """`event` as it is, with the key and headers a valid one would get: a record the schema
+        refuses, as one written before a rule or by a producer that skips validation."""
+        shape = build_record(
+            self.spec, {**event, "namespace": NAMESPACE}, RecordContext(tenant=event["tenant"])
+        )
+        self._producer.produce(
+            shape.topic, orjson.dumps(event), shape.key_bytes(), headers=list(shape.headers)
+        )
 
     def flush(self) -> None:
         left = self._producer.flush(30)

@@ -1,109 +1,76 @@
-"""HealthMonitor on an injected clock: breaker guard, modes, one log line and metric per change."""
+"""The memory-plane health thresholds: upstream's values, boundaries inclusive, worst wins."""
 
 from __future__ import annotations
 
-import asyncio
-import logging
-
 import pytest
-from prometheus_client import REGISTRY
+from hypothesis import given
+from hypothesis import strategies as st
 
-from processors.backend_policy import BreakerPolicy, BreakerState, HealthMode, ProbePolicy
-from state.memory.errors import BackendRejected, BackendUnavailable
-from state.memory.health import HealthMonitor
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def _value(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
-
-
-async def _fail() -> None:
-    raise BackendUnavailable("boom", backend="unit", reason="server_error")
+from processors.backend_policy import BreakerState, HealthMode
+from processors.memory_health import (
+    MEMORY_HEALTH_UPSTREAM as T,
+)
+from processors.memory_health import (
+    Health,
+    MemoryHealthThresholds,
+    classify_backend,
+    classify_dead_letters,
+    classify_outbox,
+    classify_replication_lag,
+    classify_wal_lag,
+    worst,
+)
 
 
-async def _ok() -> str:
-    return "fine"
+@pytest.mark.parametrize(
+    ("seconds", "expected"),
+    [(0.0, Health.OK), (9.99, Health.OK), (10.0, Health.DEGRADED), (29.9, Health.DEGRADED),
+     (30.0, Health.DOWN), (3600.0, Health.DOWN)],
+)  # fmt: skip
+def test_wal_lag_uses_upstreams_10_and_30_seconds(seconds: float, expected: Health) -> None:
+    assert classify_wal_lag(T, seconds) is expected
+    assert classify_replication_lag(T, seconds) is expected
 
 
-async def test_modes_follow_failures_and_each_change_is_logged_once(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    backend = "unit-modes"
-    clock = FakeClock()
-    monitor = HealthMonitor(
-        backend, breaker=BreakerPolicy(failure_threshold=2, reset_timeout_s=10), clock=clock
-    )
-    caplog.set_level(logging.WARNING, logger="state.memory.health")
-    with pytest.raises(BackendUnavailable):
-        await monitor.call("remember", _fail)
-    assert monitor.mode is HealthMode.DEGRADED
-    with pytest.raises(BackendUnavailable):
-        await monitor.call("remember", _fail)
-    assert monitor.mode is HealthMode.DOWN and monitor.breaker.state is BreakerState.OPEN
-    with pytest.raises(BackendUnavailable, match="circuit open") as refused:
-        await monitor.call("remember", _ok)
-    assert refused.value.reason == "circuit_open"
-    clock.now += 10
-    assert await monitor.call("remember", _ok) == "fine"
-    assert monitor.mode is HealthMode.NORMAL
-    lines = [r.getMessage() for r in caplog.records]
-    assert lines == [
-        f"memory backend {backend}: normal -> degraded",
-        f"memory backend {backend}: breaker closed -> open",
-        f"memory backend {backend}: degraded -> down",
-        f"memory backend {backend}: breaker open -> half_open",
-        f"memory backend {backend}: breaker half_open -> closed",
-        f"memory backend {backend}: down -> normal",
-    ]
-    assert _value("soma_memory_backend_mode", backend=backend) == 0
-    assert _value(
-        "soma_memory_backend_breaker_transitions_total",
-        backend=backend, from_state="closed", to_state="open",
-    ) == 1  # fmt: skip
-    assert _value(
-        "soma_memory_backend_calls_total",
-        backend=backend, operation="remember", outcome="short_circuited",
-    ) == 1  # fmt: skip
+@pytest.mark.parametrize(
+    ("pending", "expected"),
+    [(0, Health.OK), (49, Health.OK), (50, Health.DEGRADED), (99, Health.DEGRADED),
+     (100, Health.DOWN)],
+)  # fmt: skip
+def test_outbox_uses_upstreams_50_and_100_writes(pending: int, expected: Health) -> None:
+    assert classify_outbox(T, pending) is expected
 
 
-async def test_a_rejection_or_rate_limit_does_not_open_the_breaker() -> None:
-    monitor = HealthMonitor("unit-reject", breaker=BreakerPolicy(failure_threshold=1))
-
-    async def reject() -> None:
-        raise BackendRejected("bad", backend="unit", field="value", reason="invalid")
-
-    async def throttle() -> None:
-        raise BackendUnavailable("slow down", backend="unit", reason="rate_limited")
-
-    for attempt in (reject, throttle):
-        with pytest.raises((BackendRejected, BackendUnavailable)):
-            await monitor.call("remember", attempt)
-    assert monitor.breaker.state is BreakerState.CLOSED
+def test_dead_letters_degrade_but_never_take_the_plane_down() -> None:
+    assert classify_dead_letters(T, 0) is Health.OK
+    assert classify_dead_letters(T, 1) is Health.DEGRADED
+    assert classify_dead_letters(T, 10**9) is Health.DEGRADED
 
 
-async def test_probe_timeout_is_down_and_slow_probe_is_degraded() -> None:
-    clock = FakeClock()
-    monitor = HealthMonitor(
-        "unit-probe", probe=ProbePolicy(timeout_s=0.05, degraded_latency_s=0.02), clock=clock
-    )
+def test_backend_breaker_open_is_down_half_open_degraded() -> None:
+    assert classify_backend(HealthMode.NORMAL, BreakerState.CLOSED) is Health.OK
+    assert classify_backend(HealthMode.NORMAL, BreakerState.HALF_OPEN) is Health.DEGRADED
+    assert classify_backend(HealthMode.NORMAL, BreakerState.OPEN) is Health.DOWN
+    assert classify_backend(HealthMode.DEGRADED, BreakerState.CLOSED) is Health.DEGRADED
+    assert classify_backend(HealthMode.DOWN, BreakerState.CLOSED) is Health.DOWN
 
-    async def hang() -> str:
-        await asyncio.Event().wait()
-        return "never"
 
-    async def slow() -> str:
-        clock.now += 0.03  # the injected clock says the probe took 30 ms
-        return "ok but slow"
+def test_unknown_counts_as_degraded_overall() -> None:
+    assert worst([]) is Health.OK
+    assert worst([Health.OK, Health.UNKNOWN]) is Health.DEGRADED
+    assert worst([Health.UNKNOWN, Health.DOWN]) is Health.DOWN
 
-    assert (await monitor.probe(hang)).mode is HealthMode.DOWN
-    health = await monitor.probe(slow)
-    assert health.mode is HealthMode.DEGRADED and health.latency_s == pytest.approx(0.03)
-    assert (await monitor.probe(_ok)).mode is HealthMode.NORMAL
+
+@given(st.lists(st.sampled_from(list(Health)), min_size=1))
+def test_overall_is_never_better_than_any_component(statuses: list[Health]) -> None:
+    rank = {Health.OK: 0, Health.UNKNOWN: 1, Health.DEGRADED: 1, Health.DOWN: 2}
+    overall = worst(statuses)
+    assert overall is not Health.UNKNOWN
+    assert all(rank[overall] >= rank[s] for s in statuses)
+
+
+def test_thresholds_must_be_ordered() -> None:
+    with pytest.raises(ValueError):
+        MemoryHealthThresholds(wal_lag_degraded_s=30, wal_lag_down_s=10)
+    with pytest.raises(ValueError):
+        MemoryHealthThresholds(outbox_degraded=101)
