@@ -29,6 +29,11 @@ JSON = st.recursive(
 )
 PRINTABLE = st.characters(min_codepoint=32, max_codepoint=0x2FFF, exclude_characters="\x7f")
 TEXT = st.text(alphabet=PRINTABLE, min_size=1, max_size=30)
+SCOPE_PART = st.text(  # a memory key's part: no '/'
+    alphabet=st.characters(min_codepoint=32, max_codepoint=0x2FFF, exclude_characters="\x7f/"),
+    min_size=1,
+    max_size=30,
+)
 TIME = st.sampled_from(["2025-03-14T09:26:53.589Z", "2024-02-29T23:59:59+02:00"])
 TRACE = st.fixed_dictionaries(
     {"traceparent": st.just("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")},
@@ -58,7 +63,7 @@ WAL = st.fixed_dictionaries(
     optional={
         "event_id": UUID,
         "session_id": TEXT,
-        "namespace": TEXT,
+        "namespace": SCOPE_PART,
         "memory_type": st.sampled_from(["episodic", "semantic", "procedural"]),
         "request_id": st.from_regex(r"[!-~]{1,30}", fullmatch=True),
         "trace_context": TRACE,
