@@ -300,7 +300,7 @@ JOB_LAST_UPDATE = Gauge(
     registry=JOB_REGISTRY,
 )
 
-# --- memory flows not built yet: names fixed now, dashboards and alerts use them ---------------
+# --- the outbox drain (flows/outbox_drain.py) ----------------------------------------------------
 
 # gauge (writes): writes waiting in the outbox table, by partition (outbox-drain flow).
 OUTBOX_PENDING = Gauge("soma_outbox_pending", "Writes waiting in the outbox", ["partition"])
