@@ -211,7 +211,10 @@ def assert_exactly_once(
     for record in wal:
         assert record["payload"] == dict(expected[record["memory_key"]].write.value)
     links, wanted = stored_links(memory, tenants), turn_links(sent)
-    assert links == wanted, f"{len(wanted - links)} links missing, {len(links - wanted)} extra"
+    assert links == wanted, (
+        f"{len(wanted - links)} links missing, {len(links - wanted)} extra; "
+        f"missing (from, to, type): {sorted(wanted - links)[:5]}"  # to tell which turns lost one
+    )
     assert topic_values(settings, "memory.outbox") == []
     for source in SOURCES:
         assert topic_values(settings, f"{source}.dlq") == []
