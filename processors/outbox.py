@@ -190,21 +190,24 @@ class TenantBacklog:
     next_attempt_ms: int
     max_attempts: int
 
+    def merged(self, other: TenantBacklog | None) -> TenantBacklog:
+        """This backlog and `other` (of the same tenant, e.g. another worker's) as one."""
+        if other is None:
+            return self
+        return TenantBacklog(
+            self.pending + other.pending,
+            min(self.oldest_parked_ms, other.oldest_parked_ms),
+            min(self.next_attempt_ms, other.next_attempt_ms),
+            max(self.max_attempts, other.max_attempts),
+        )
+
 
 def backlog_by_tenant(rows: Iterable[RowSummary]) -> dict[str, TenantBacklog]:
     """Pending rows per tenant, the oldest parked time, the earliest next attempt."""
     found: dict[str, TenantBacklog] = {}
     for row in rows:
-        seen = found.get(row.tenant)
-        if seen is None:
-            found[row.tenant] = TenantBacklog(1, row.parked_ms, row.next_attempt_ms, row.attempts)
-        else:
-            found[row.tenant] = TenantBacklog(
-                seen.pending + 1,
-                min(seen.oldest_parked_ms, row.parked_ms),
-                min(seen.next_attempt_ms, row.next_attempt_ms),
-                max(seen.max_attempts, row.attempts),
-            )
+        one = TenantBacklog(1, row.parked_ms, row.next_attempt_ms, row.attempts)
+        found[row.tenant] = one.merged(found.get(row.tenant))
     return found
 
 

@@ -7,7 +7,6 @@ Answered by the drain's workers from their in-memory summaries of the outbox tab
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 from processors.outbox import TenantBacklog
 from soma.settings import Settings
@@ -54,7 +53,13 @@ async def outbox_summary(reader: StateReader) -> OutboxSummary:
         for tenant, count in body["delivered"].items():
             delivered[tenant] = delivered.get(tenant, 0) + int(count)
         for tenant, row in body["tenants"].items():
-            tenants[tenant] = _merge(tenants.get(tenant), row)
+            found = TenantBacklog(
+                int(row["pending"]),
+                int(row["oldest_parked_ms"]),
+                int(row["next_attempt_ms"]),
+                int(row["max_attempts"]),
+            )
+            tenants[tenant] = found.merged(tenants.get(tenant))
     if covered != set(range(partitions)):
         reader.locator.forget(drain_group(settings))
         missing = sorted(set(range(partitions)) - covered)
@@ -73,20 +78,3 @@ async def request_flush(reader: StateReader, tenant: str | None) -> int:
         drain_group(settings), topic, "/outbox/flush", params, post=True
     )
     return len(bodies)
-
-
-def _merge(seen: TenantBacklog | None, row: dict[str, Any]) -> TenantBacklog:
-    found = TenantBacklog(
-        int(row["pending"]),
-        int(row["oldest_parked_ms"]),
-        int(row["next_attempt_ms"]),
-        int(row["max_attempts"]),
-    )
-    if seen is None:
-        return found
-    return TenantBacklog(
-        seen.pending + found.pending,
-        min(seen.oldest_parked_ms, found.oldest_parked_ms),
-        min(seen.next_attempt_ms, found.next_attempt_ms),
-        max(seen.max_attempts, found.max_attempts),
-    )
