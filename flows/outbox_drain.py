@@ -22,7 +22,7 @@ import base64
 import logging
 import random
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -45,7 +45,6 @@ from processors.dead_letters import DeadLetterReason, SourceRecord
 from processors.intake import Event
 from processors.keys import KeyRule
 from processors.memory import MemoryLink, MemoryWrite
-from processors.memory_keys import parse_memory_key
 from processors.outbox import (
     OUTBOX_POLICY_DEFAULT,
     FlushRequests,
@@ -88,7 +87,7 @@ class DrainResources:
     last_batch_ms: int | None = None
     delivered: dict[str, int] = field(default_factory=dict)  # tenant -> writes delivered
     mode: HealthMode = HealthMode.NORMAL
-    rand: Any = random.random
+    rand: Callable[[], float] = random.random  # per-item backoff jitter
 
 
 @asynccontextmanager
@@ -225,7 +224,8 @@ class _Delivery:
         now = _now_ms()
         policy = self.resources.policy
         for key, row, _ in ready:
-            after = failed(row, error, now, retry_delay(policy, row["attempts"] + 1, random.random))
+            delay = retry_delay(policy, row["attempts"] + 1, self.resources.rand)
+            after = failed(row, error, now, delay)
             reason = given_up(policy, after, now)
             if reason is not None:
                 self._give_up(key, after, TransientError(f"{reason}; last error: {error}"),
@@ -246,17 +246,9 @@ async def _record_links(backend: Any, rows: Sequence[Mapping[str, Any]]) -> None
     """The links a parked write owed, after the write itself (its end exists now)."""
     for row in rows:
         for link in row["item"].get("links") or ():
-            scope, _ = parse_memory_key(link["from_key"])
+            weight = float(link.get("weight", 1.0))
             await backend.link(
-                MemoryLink(
-                    tenant=scope.tenant,
-                    namespace=scope.namespace,
-                    universe=scope.universe,
-                    from_key=link["from_key"],
-                    to_key=link["to_key"],
-                    type=link["type"],
-                    weight=float(link.get("weight", 1.0)),
-                )
+                MemoryLink.between(link["from_key"], link["to_key"], link["type"], weight)
             )
 
 

@@ -37,7 +37,6 @@ from processors.agent_profiles import NO_AGENTS, SessionAgents, fold_agents
 from processors.intake import Event
 from processors.keys import KeyRule
 from processors.memory import MemoryLink
-from processors.memory_keys import parse_memory_key
 from processors.source_positions import NO_POSITIONS, SourcePositions, position_key
 from processors.turn_links import NO_TURNS, PlannedLink, SessionTurns
 from processors.write_batch import BatchPlan, plan_batch
@@ -200,15 +199,7 @@ async def _record_links(backend: MemoryBackend, links: Sequence[PlannedLink]) ->
 
 def _memory_link(planned: PlannedLink) -> MemoryLink:
     # Both ends of a turn are written in one scope (tenant, SOMA_NAMESPACE, default universe).
-    scope, _ = parse_memory_key(planned.from_key)
-    return MemoryLink(
-        tenant=scope.tenant,
-        namespace=scope.namespace,
-        universe=scope.universe,
-        from_key=planned.from_key,
-        to_key=planned.to_key,
-        type=planned.type.value,
-    )
+    return MemoryLink.between(planned.from_key, planned.to_key, planned.type.value)
 
 
 SPEC = FlowSpec(

@@ -98,6 +98,22 @@ class MemoryLink:
     def scope(self) -> MemoryScope:
         return MemoryScope(self.tenant, self.namespace, self.universe)
 
+    @classmethod
+    def between(
+        cls, from_key: str, to_key: str, type: str = "related", weight: float = 1.0
+    ) -> MemoryLink:
+        """The link of two memory keys, in the scope `from_key` names (checked against `to_key`)."""
+        scope, _ = parse_memory_key(from_key)
+        return cls(
+            tenant=scope.tenant,
+            namespace=scope.namespace,
+            universe=scope.universe,
+            from_key=from_key,
+            to_key=to_key,
+            type=type,
+            weight=weight,
+        )
+
 
 @dataclass(frozen=True)
 class RecallQuery:

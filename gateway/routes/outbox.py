@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 from gateway.auth import PLATFORM_ADMIN_ROLE, Principal, require_principal
 from gateway.backpressure import OutboxBackpressure
 from gateway.openapi import responses
+from processors.write_plan import rfc3339
 from state.outbox import outbox_summary
 
 router = APIRouter(tags=["memory"])
@@ -54,9 +55,7 @@ async def get_outbox(
             tenant=tenant,
             pending=backlog.pending,
             oldest_pending_age_s=round(max(0, now_ms - backlog.oldest_parked_ms) / 1000, 3),
-            next_attempt_at=datetime.fromtimestamp(backlog.next_attempt_ms / 1000, UTC)
-            .isoformat(timespec="milliseconds")
-            .replace("+00:00", "Z"),
+            next_attempt_at=rfc3339(datetime.fromtimestamp(backlog.next_attempt_ms / 1000, UTC)),
             max_attempts=backlog.max_attempts,
             drain_rate_per_s=round(backpressure.rates.rate(tenant), 3),
             throttled=backlog.pending > limit,
